@@ -1,0 +1,1 @@
+"""The ``callvault`` command line: one click group, one module per command family."""

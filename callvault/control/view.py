@@ -1,0 +1,168 @@
+"""A live, in-memory view of a compacted topic.
+
+Why not a faust GlobalTable: faust tables write their own changelog format and have a history of
+stalling in recovery; the control topics are written by the CLI with Avro values, and readers
+need one precise guarantee faust does not expose — :meth:`CompactedView.sync`, "everything
+written before this call is now visible" — which turns the race between a control change and a
+data record into an ordinary wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from callvault.errors import KafkaUnavailable
+from callvault.topics import topic_partitions
+from schemas.codec import get_codec
+from schemas.errors import SchemaDecodeError
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+
+class CompactedView(Generic[T]):
+    """Key -> latest value of a compacted topic; tombstones (null values) delete the key."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        schema_name: str,
+        convert: Callable[[dict[str, Any]], T],
+        *,
+        request_timeout_s: float = 30.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self.topic = topic
+        self._schema = schema_name
+        self._convert = convert
+        self._timeout = request_timeout_s
+        self._items: dict[str, T] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Condition()
+        self._failure: BaseException | None = None
+        self._positions: dict[TopicPartition, int] = {}
+        self.skipped = 0
+
+    def get(self, key: str) -> T | None:
+        return self._items.get(key)
+
+    def items(self) -> dict[str, T]:
+        return dict(self._items)
+
+    async def start(self) -> None:
+        """Start tailing and return once everything present at start is loaded."""
+        if self._task is not None:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            request_timeout_ms=int(self._timeout * 1000),
+        )
+        try:
+            await consumer.start()
+            partitions = await topic_partitions(consumer, self.topic)
+            if not partitions:
+                raise KafkaUnavailable(
+                    f"control topic {self.topic} does not exist (run `callvault topics ensure`)",
+                    retriable=False,
+                )
+            tps = [TopicPartition(self.topic, p) for p in partitions]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        except KafkaError as exc:
+            await consumer.stop()
+            raise KafkaUnavailable(f"cannot read {self.topic}: {exc}") from exc
+        except KafkaUnavailable:
+            await consumer.stop()
+            raise
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
+        await self.sync()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def sync(self, timeout_s: float | None = None) -> None:
+        """Wait until every record written before this call has been applied to the view."""
+        consumer = self._require_consumer()
+        tps = list(consumer.assignment())
+        ends = await consumer.end_offsets(tps)
+
+        def caught_up() -> bool:
+            if self._failure is not None:
+                return True
+            return all(self._position(tp) >= end for tp, end in ends.items())
+
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(caught_up), timeout_s or self._timeout)
+        if self._failure is not None:
+            raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
+
+    def _position(self, tp: TopicPartition) -> int:
+        return self._positions.get(tp, 0)
+
+    def _require_consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("view not started")
+        return self._consumer
+
+    async def _run(self) -> None:
+        consumer = self._require_consumer()
+        codec = get_codec()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200)
+                for tp, messages in batches.items():
+                    for msg in messages:
+                        key = msg.key.decode() if msg.key is not None else None
+                        if key is None:
+                            self.skipped += 1
+                        elif msg.value is None:
+                            self._items.pop(key, None)
+                        else:
+                            try:
+                                self._items[key] = self._convert(
+                                    codec.decode(self._schema, msg.value)
+                                )
+                            except SchemaDecodeError as exc:
+                                # A bad control record must not hide the good ones after it.
+                                self.skipped += 1
+                                log.error(
+                                    "control_record_undecodable",
+                                    topic=self.topic,
+                                    offset=msg.offset,
+                                    error=str(exc),
+                                )
+                    if messages:
+                        self._positions[tp] = messages[-1].offset + 1
+                # Positions also advance past compacted-away or transactional gaps.
+                for tp in consumer.assignment():
+                    pos = await consumer.position(tp)
+                    self._positions[tp] = max(self._positions.get(tp, 0), pos)
+                async with self._progress:
+                    self._progress.notify_all()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # surfaced to waiters through sync()
+            self._failure = exc
+            log.error("control_view_failed", topic=self.topic, error=str(exc))
+            async with self._progress:
+                self._progress.notify_all()

@@ -1,0 +1,186 @@
+"""Workspace policies: home region, retention, recording defaults — the input of every processor.
+
+Policies are written to the compacted ``control.workspaces`` topic keyed by workspace id; each
+write carries a ``version`` one higher than the last, so a reader can tell which policy a record
+was processed under.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from callvault.control.view import CompactedView
+from callvault.errors import ControlError, KafkaUnavailable
+from callvault.settings import Settings
+from callvault.topics import Topics
+from schemas.codec import get_codec
+
+MIN_RETENTION_DAYS = 7
+MAX_RETENTION_DAYS = 365
+_WORKSPACE_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{1,62}$")
+
+
+@dataclass(frozen=True)
+class WorkspacePolicy:
+    workspace_id: str
+    name: str
+    region: str
+    retention_days: int = 90
+    recording_default: bool = True
+    agent_recording: dict[str, bool] = field(default_factory=dict)
+    suppression_rules: list[str] = field(default_factory=list)
+    key_id: str | None = None
+    version: int = 1
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    deleted: bool = False
+
+    def validate(self, settings: Settings) -> None:
+        if not _WORKSPACE_ID.match(self.workspace_id):
+            raise ControlError(
+                f"workspace id {self.workspace_id!r} must be 2-63 lowercase letters, digits, "
+                "'-' or '_', starting with a letter or digit"
+            )
+        if self.region not in settings.regions:
+            raise ControlError(
+                f"region {self.region!r} is not one of {', '.join(settings.regions)}"
+            )
+        if not MIN_RETENTION_DAYS <= self.retention_days <= MAX_RETENTION_DAYS:
+            raise ControlError(
+                f"retention_days must be {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}, "
+                f"got {self.retention_days}"
+            )
+
+    def recording_enabled_for(self, agent_id: str | None) -> bool:
+        if agent_id is not None and agent_id in self.agent_recording:
+            return self.agent_recording[agent_id]
+        return self.recording_default
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["updated_at"] = self.updated_at.isoformat()
+        return out
+
+    @classmethod
+    def from_record(cls, rec: dict[str, Any]) -> WorkspacePolicy:
+        return cls(
+            workspace_id=rec["workspace_id"],
+            name=rec["name"],
+            region=rec["region"],
+            retention_days=rec["retention_days"],
+            recording_default=rec["recording_default"],
+            agent_recording=dict(rec.get("agent_recording") or {}),
+            suppression_rules=list(rec.get("suppression_rules") or []),
+            key_id=rec.get("key_id"),
+            version=rec["version"],
+            updated_at=rec["updated_at"],
+            deleted=rec.get("deleted", False),
+        )
+
+
+def workspace_view(settings: Settings) -> CompactedView[WorkspacePolicy]:
+    return CompactedView(
+        settings.kafka.bootstrap,
+        Topics(settings).control_workspaces,
+        "WorkspacePolicy",
+        WorkspacePolicy.from_record,
+        request_timeout_s=settings.kafka.request_timeout_s,
+    )
+
+
+class WorkspaceDirectory:
+    """Create, change and read workspace policies (what ``callvault workspace`` drives).
+
+    Writes go through a read of the current view first so versions increase monotonically and
+    ``create`` cannot silently overwrite an existing workspace.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._view = workspace_view(settings)
+        self._producer: AIOKafkaProducer | None = None
+
+    async def __aenter__(self) -> WorkspaceDirectory:
+        await self._view.start()
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._settings.kafka.bootstrap,
+            acks="all",
+            enable_idempotence=True,
+        )
+        try:
+            await self._producer.start()
+        except KafkaError as exc:
+            await self._view.stop()
+            raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+        await self._view.stop()
+
+    def list(self) -> list[WorkspacePolicy]:
+        return sorted(
+            (p for p in self._view.items().values() if not p.deleted),
+            key=lambda p: p.workspace_id,
+        )
+
+    def get(self, workspace_id: str) -> WorkspacePolicy:
+        policy = self._view.get(workspace_id)
+        if policy is None or policy.deleted:
+            raise ControlError(f"workspace {workspace_id!r} does not exist")
+        return policy
+
+    async def create(
+        self,
+        workspace_id: str,
+        *,
+        name: str | None = None,
+        region: str,
+        retention_days: int | None = None,
+    ) -> WorkspacePolicy:
+        current = self._view.get(workspace_id)
+        if current is not None and not current.deleted:
+            raise ControlError(f"workspace {workspace_id!r} already exists")
+        policy = WorkspacePolicy(
+            workspace_id=workspace_id,
+            name=name or workspace_id,
+            region=region,
+            retention_days=retention_days or self._settings.default_retention_days,
+            version=(current.version + 1) if current else 1,
+        )
+        return await self._write(policy)
+
+    async def update(self, workspace_id: str, **changes: Any) -> WorkspacePolicy:
+        current = self.get(workspace_id)
+        if "region" in changes and changes["region"] != current.region:
+            # Moving a workspace is a data migration, not a flag flip: every store is per region.
+            raise ControlError(
+                f"workspace {workspace_id!r} lives in {current.region}; changing the home region "
+                "requires a migration and is refused"
+            )
+        policy = replace(
+            current, **changes, version=current.version + 1, updated_at=datetime.now(UTC)
+        )
+        return await self._write(policy)
+
+    async def _write(self, policy: WorkspacePolicy) -> WorkspacePolicy:
+        policy.validate(self._settings)
+        assert self._producer is not None
+        value = get_codec().encode("WorkspacePolicy", policy.to_record())
+        try:
+            await self._producer.send_and_wait(
+                self._view.topic, key=policy.workspace_id.encode(), value=value
+            )
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"could not write workspace policy: {exc}") from exc
+        await self._view.sync()
+        return policy

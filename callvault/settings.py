@@ -1,0 +1,245 @@
+"""Typed settings shared by the CLI, the stream workers, the sinks, the ingest node and the tests.
+
+Sources, strongest first: keyword overrides, ``CALLVAULT_*`` environment variables (nested keys
+joined with ``__``: ``CALLVAULT_KAFKA__BOOTSTRAP``), a TOML file (``--config`` or
+``CALLVAULT_CONFIG``), then defaults. Defaults describe the local dev stack on loopback, so a
+fresh clone works with no configuration; ``environment = "production"`` refuses the
+well-known dev secrets instead of silently running with them.
+
+Secrets are ``SecretStr``: they print as ``**********`` in reprs, logs and ``--json`` dumps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from callvault.errors import SettingsError
+
+DEV_S3_SECRET = "callvault-dev-s3-secret-not-for-production"  # noqa: S105 (documented dev default)
+DEV_QUERY_TOKEN = "callvault-dev-query-token"  # noqa: S105
+DEV_HASH_PEPPER = "callvault-dev-hash-pepper"
+
+DEFAULT_REGIONS = ("eu", "na", "apac")
+
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("callvault_config_file", default=None)
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("CALLVAULT_HOME", Path.home() / ".callvault"))
+
+
+def _default_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "callvault"
+
+
+class KafkaSettings(BaseModel):
+    bootstrap: str = "127.0.0.1:19092"
+    #: Prepended to every topic name. Tests give each test its own prefix; production leaves it
+    #: empty. Kept in one place so no code builds topic names by hand.
+    topic_prefix: str = ""
+    ingest_retention_hours: int = Field(24, ge=1, le=24 * 30)
+    request_timeout_s: float = Field(30.0, gt=0)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix_is_topic_safe(cls, v: str) -> str:
+        allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        if not set(v) <= allowed:
+            raise ValueError("may contain only letters, digits, '.', '_' and '-'")
+        return v
+
+
+class S3Settings(BaseModel):
+    endpoint: str = "http://127.0.0.1:18333"
+    access_key: str = "callvault-dev"
+    secret_key: SecretStr = SecretStr(DEV_S3_SECRET)
+    #: One bucket per region: ``{bucket_prefix}{region}``; a sink only ever opens its own.
+    bucket_prefix: str = "callvault-recordings-"
+
+
+class ClickHouseSettings(BaseModel):
+    #: ``chdb:///path`` selects the embedded engine (one owning process); ``http(s)://user:pw@host``
+    #: a ClickHouse server. The DSN may carry a password, hence a secret.
+    dsn: SecretStr | None = None
+    database: str = "callvault"
+
+    @field_validator("database")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not v.replace("_", "").isalnum() or v[0].isdigit():
+            raise ValueError("must be a plain identifier (letters, digits, '_')")
+        return v
+
+
+class WorkerSettings(BaseModel):
+    """The stream worker: its web endpoint (metrics, analytics queries) and batching."""
+
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(16066, ge=1, le=65535)
+    query_token: SecretStr = SecretStr(DEV_QUERY_TOKEN)
+    batch_max: int = Field(500, ge=1, le=100_000)
+    batch_within_s: float = Field(0.2, gt=0, le=60)
+    commit_interval_s: float = Field(1.0, gt=0, le=60)
+    #: How long the group waits for a silent (crashed) member before moving its partitions to a
+    #: live one: the pause a SIGKILLed worker causes after restart. Kafka's minimum is 6 s.
+    session_timeout_s: float = Field(10.0, ge=6, le=300)
+    #: Sink retries back off exponentially up to this ceiling and never give up on a transient
+    #: error: consumption pauses instead of committing past unwritten data.
+    retry_max_backoff_s: float = Field(10.0, gt=0)
+
+
+class DevStackSettings(BaseModel):
+    kafka_version: str = "4.1.1"
+    kafka_port: int = Field(19092, ge=1, le=65535)
+    kafka_controller_port: int = Field(19093, ge=1, le=65535)
+    kafka_heap: str = "768m"
+    s3_port: int = Field(18333, ge=1, le=65535)
+    weed_master_port: int = Field(19333, ge=1, le=65535)
+    weed_volume_port: int = Field(18080, ge=1, le=65535)
+    weed_filer_port: int = Field(18888, ge=1, le=65535)
+    weed_admin_port: int = Field(23646, ge=1, le=65535)
+    start_timeout_s: float = Field(90.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLVAULT_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    environment: Literal["dev", "test", "production"] = "dev"
+    #: State of the local stack and embedded stores (pid files, data, chDB).
+    home: Path = Field(default_factory=_default_home)
+    #: Downloads (Kafka jars) live here, outside any repository.
+    cache_dir: Path = Field(default_factory=_default_cache)
+    regions: tuple[str, ...] = DEFAULT_REGIONS
+    #: The region this process serves. Sinks are bound to it and refuse any other.
+    region: str = "eu"
+    default_retention_days: int = Field(90, ge=7, le=365)
+    #: Keyed hash for caller numbers in analytics (lookups without storing the number).
+    hash_pepper: SecretStr = SecretStr(DEV_HASH_PEPPER)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    kafka: KafkaSettings = KafkaSettings()
+    s3: S3Settings = S3Settings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    worker: WorkerSettings = WorkerSettings()
+    dev: DevStackSettings = DevStackSettings()
+
+    @model_validator(mode="after")
+    def _region_known(self) -> Settings:
+        if self.region not in self.regions:
+            raise ValueError(f"region {self.region!r} is not one of regions {list(self.regions)}")
+        return self
+
+    @model_validator(mode="after")
+    def _no_dev_secrets_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        for key, value, dev in (
+            ("s3.secret_key", self.s3.secret_key, DEV_S3_SECRET),
+            ("worker.query_token", self.worker.query_token, DEV_QUERY_TOKEN),
+            ("hash_pepper", self.hash_pepper, DEV_HASH_PEPPER),
+        ):
+            if value.get_secret_value() == dev:
+                raise ValueError(f"{key} still has the dev default; set it for production")
+        if self.clickhouse.dsn is None:
+            raise ValueError("clickhouse.dsn must be set in production")
+        return self
+
+    @property
+    def clickhouse_dsn(self) -> str:
+        """The DSN to use; the dev default is an embedded chDB under ``home``."""
+        if self.clickhouse.dsn is not None:
+            return self.clickhouse.dsn.get_secret_value()
+        return f"chdb://{self.home / 'chdb'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _CONFIG_FILE.get() or os.environ.get("CALLVAULT_CONFIG")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(config_file)))
+        return tuple(sources)
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build settings, turning pydantic's report into a :class:`SettingsError` naming each key.
+
+    ``config_file`` takes precedence over ``CALLVAULT_CONFIG``; it travels in a context variable so
+    the process environment is never mutated.
+    """
+    if config_file is not None and not Path(config_file).is_file():
+        raise SettingsError(f"config file {config_file} does not exist")
+    token = _CONFIG_FILE.set(Path(config_file) if config_file is not None else None)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed TOML
+        raise SettingsError(f"cannot read configuration: {exc}") from None
+    finally:
+        _CONFIG_FILE.reset(token)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        parts.append(f"{key}: {err['msg']}")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``CALLVAULT_*`` variables that reproduce ``settings`` in a child process.
+
+    Secrets are included in clear on purpose — this is how a worker subprocess receives them —
+    so the result must only ever go into a child's environment, never a log.
+    """
+    env: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(
+                    f"{prefix}{name.upper()}__"
+                    if isinstance(getattr(value, name), BaseModel)
+                    else f"{prefix}{name.upper()}",
+                    getattr(value, name),
+                )
+        elif value is None:
+            return
+        elif isinstance(value, SecretStr):
+            env[prefix] = value.get_secret_value()
+        elif isinstance(value, tuple | list):
+            env[prefix] = json.dumps(list(value))
+        elif isinstance(value, bool):
+            env[prefix] = "true" if value else "false"
+        else:
+            env[prefix] = str(value)
+
+    walk("CALLVAULT_", settings)
+    return env

@@ -1,0 +1,1 @@
+"""ClickHouse analytics: the same code drives an embedded chDB (``chdb:///dir``) or a server."""

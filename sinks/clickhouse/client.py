@@ -1,0 +1,114 @@
+"""Open a ClickHouse client from a DSN, chDB or server alike.
+
+chDB embeds the engine and locks its directory to one process (and allows one engine path per
+process), so in the embedded setup exactly one service — the stream worker — owns it and serves
+queries for everybody else. All calls go through one worker thread: the engine is not safe to
+drive from several threads at once, and keeping inserts off the event loop keeps the Kafka
+consumer heartbeating while a large insert runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
+
+from sinks.errors import SinkRejected, SinkUnavailable
+
+T = TypeVar("T")
+
+#: ClickHouse error codes meaning "the request is wrong", not "the server is unwell".
+_REJECTION_CODES = {
+    "Code: 6",
+    "Code: 27",
+    "Code: 41",
+    "Code: 53",
+    "Code: 62",
+    "Code: 70",
+    "Code: 117",
+}
+
+
+def open_client(dsn: str) -> Client:
+    if dsn.startswith("chdb://"):
+        return clickhouse_connect.get_client(dsn=dsn)
+    if dsn.startswith(("http://", "https://", "clickhouse://", "clickhouse+http://")):
+        return clickhouse_connect.get_client(dsn=dsn, compress=False)
+    raise SinkRejected(f"unsupported ClickHouse DSN scheme in {dsn.split(':', 1)[0]!r}")
+
+
+class ClickHouse:
+    """A client plus the single thread it is driven from."""
+
+    def __init__(self, dsn: str, database: str) -> None:
+        self.database = database
+        self._dsn = dsn
+        self._client: Client | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
+
+    @property
+    def embedded(self) -> bool:
+        return self._dsn.startswith("chdb://")
+
+    def _require(self) -> Client:
+        if self._client is None:
+            try:
+                self._client = open_client(self._dsn)
+            except ClickHouseError as exc:
+                raise SinkUnavailable(f"cannot open ClickHouse: {exc}") from exc
+        return self._client
+
+    async def run(self, fn: Callable[[Client], T]) -> T:
+        """Run ``fn(client)`` on the ClickHouse thread, mapping driver errors to sink errors."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._call, fn)
+
+    def _call(self, fn: Callable[[Client], T]) -> T:
+        try:
+            return fn(self._require())
+        except DatabaseError as exc:
+            msg = str(exc)
+            if any(code in msg for code in _REJECTION_CODES):
+                raise SinkRejected(msg) from exc
+            raise SinkUnavailable(msg) from exc
+        except (OperationalError, ClickHouseError, OSError) as exc:
+            raise SinkUnavailable(str(exc)) from exc
+
+    async def command(self, sql: str, settings: dict[str, Any] | None = None) -> Any:
+        return await self.run(lambda c: c.command(sql, settings=settings))
+
+    async def insert(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        await self.run(
+            lambda c: c.insert(
+                f"{self.database}.{table}", rows, column_names=list(columns), settings=settings
+            )
+        )
+
+    async def query(
+        self, sql: str, settings: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        def _q(c: Client) -> tuple[list[str], list[tuple[Any, ...]]]:
+            result = c.query(sql, settings=settings)
+            return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+        return await self.run(_q)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client = self._client
+            self._client = None
+            with contextlib.suppress(Exception):
+                await asyncio.get_running_loop().run_in_executor(self._pool, client.close)
+        self._pool.shutdown(wait=False)

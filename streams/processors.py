@@ -1,0 +1,136 @@
+"""The batch handlers behind the agents. Each returns only after its outputs are durable; the
+agent acknowledges the batch's offsets after that, never before."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
+
+from faust.types import EventT
+
+from schemas.codec import get_codec
+from schemas.errors import SchemaDecodeError, SchemaEncodeError
+from sinks.clickhouse.calls import CallsSink
+from sinks.errors import ResidencyViolation, SinkError, SinkRejected
+from streams.errors import StreamError
+from streams.metadata import seal_call_event
+from streams.retry import retry_transient
+from streams.runtime import Runtime
+
+SEAL_STAGE = "seal.metadata"
+ANALYTICS_STAGE = "analytics.calls"
+
+
+class MetadataSealer:
+    """ingest.metadata -> validate -> region + expires_at -> sealed.metadata."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._codec = get_codec()
+        self._pepper = rt.settings.hash_pepper.get_secret_value().encode()
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        rt = self.rt
+        pending: list[Awaitable[Any]] = []
+        started = time.perf_counter()
+        for event in events:
+            rt.metrics.records_in.labels(SEAL_STAGE).inc()
+            value = event.message.value
+            try:
+                if value is None:
+                    raise SchemaDecodeError("record has no value")
+                rec = self._codec.decode("CallEvent", value)
+                policy = await rt.policy(rec["workspace_id"])
+                sealed = seal_call_event(rec, policy, pepper=self._pepper)
+                out = self._codec.encode("SealedCallEvent", sealed)
+            except SchemaDecodeError as exc:
+                pending.append(
+                    await rt.dead_letter(event, stage=SEAL_STAGE, reason="undecodable", error=exc)
+                )
+                continue
+            except StreamError as exc:
+                pending.append(
+                    await rt.dead_letter(event, stage=SEAL_STAGE, reason=exc.reason, error=exc)
+                )
+                continue
+            except SchemaEncodeError as exc:
+                pending.append(
+                    await rt.dead_letter(event, stage=SEAL_STAGE, reason="unencodable", error=exc)
+                )
+                continue
+            headers = [
+                ("region", sealed["region"].encode()),
+                ("workspace", sealed["workspace_id"].encode()),
+            ]
+            pending.append(
+                await rt.send(rt.topics.sealed_metadata, sealed["call_id"].encode(), out, headers)
+            )
+            rt.metrics.records_out.labels(SEAL_STAGE).inc()
+        await rt.deliver(pending, SEAL_STAGE)
+        rt.metrics.batch_seconds.labels(SEAL_STAGE).observe(time.perf_counter() - started)
+
+
+class AnalyticsWriter:
+    """sealed.metadata -> ClickHouse ``calls`` + ``call_events`` (this worker's region only)."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self._codec = get_codec()
+        self.sink = CallsSink(rt.clickhouse, rt.settings.region)
+
+    async def handle(self, events: Sequence[EventT]) -> None:
+        rt = self.rt
+        pending: list[Awaitable[Any]] = []
+        started = time.perf_counter()
+        accepted: list[tuple[EventT, dict[str, Any]]] = []
+        for event in events:
+            rt.metrics.records_in.labels(ANALYTICS_STAGE).inc()
+            try:
+                if event.message.value is None:
+                    raise SchemaDecodeError("record has no value")
+                rec = self._codec.decode("SealedCallEvent", event.message.value)
+                self.sink.add(rec)
+                accepted.append((event, rec))
+            except SchemaDecodeError as exc:
+                pending.append(
+                    await rt.dead_letter(
+                        event, stage=ANALYTICS_STAGE, reason="undecodable", error=exc
+                    )
+                )
+            except ResidencyViolation as exc:
+                rt.metrics.cross_region.labels(self.sink.region, rec["region"]).inc()
+                pending.append(
+                    await rt.dead_letter(
+                        event, stage=ANALYTICS_STAGE, reason="residency", error=exc
+                    )
+                )
+        try:
+            await self._flush()
+        except SinkRejected:
+            # The store refused the batch as invalid: find the offending records one by one so
+            # the good ones still land and only the bad ones are dead-lettered.
+            self.sink.clear()
+            for event, rec in accepted:
+                self.sink.add(rec)
+                try:
+                    await self._flush()
+                except SinkRejected as exc:
+                    self.sink.clear()
+                    pending.append(
+                        await rt.dead_letter(
+                            event, stage=ANALYTICS_STAGE, reason="rejected_by_store", error=exc
+                        )
+                    )
+        rt.metrics.records_out.labels(ANALYTICS_STAGE).inc(len(accepted))
+        await rt.deliver(pending, ANALYTICS_STAGE)
+        rt.metrics.batch_seconds.labels(ANALYTICS_STAGE).observe(time.perf_counter() - started)
+
+    async def _flush(self) -> None:
+        await retry_transient(
+            self.sink.flush,
+            is_transient=lambda e: isinstance(e, SinkError) and e.retriable,
+            max_backoff_s=self.rt.settings.worker.retry_max_backoff_s,
+            what=ANALYTICS_STAGE,
+            on_retry=lambda _e: self.rt.metrics.sink_retries.labels(ANALYTICS_STAGE).inc(),
+        )
