@@ -110,7 +110,7 @@ class DevStackSettings(BaseModel):
     weed_master_port: int = Field(19333, ge=1, le=65535)
     weed_volume_port: int = Field(18080, ge=1, le=65535)
     weed_filer_port: int = Field(18888, ge=1, le=65535)
-    weed_admin_port: int = Field(23646, ge=1, le=65535)
+    weed_admin_port: int = Field(19646, ge=1, le=65535)
     start_timeout_s: float = Field(90.0, gt=0)
 
 
