@@ -68,7 +68,7 @@ def demo(ctx: click.Context, workspace_id: str, calls: int, keep_worker: bool) -
         # The ids are UUIDs this command generated; nothing user-typed reaches the SQL.
         ids = ", ".join(f"'{c.call_id}'" for c in batch)
         db = settings.clickhouse.database
-        sql = f"SELECT call_id, region, state, caller_number_masked, duration_ms, end_reason, expires_at FROM {db}.calls FINAL WHERE call_id IN ({ids}) ORDER BY call_id"  # noqa: S608, E501
+        sql = f"SELECT substring(call_id, 1, 8) AS call, region, state, caller_number_masked AS caller, intDiv(duration_ms, 1000) AS secs, end_reason, toDate(expires_at) AS expires FROM {db}.calls FINAL WHERE call_id IN ({ids}) ORDER BY call_id"  # noqa: S608, E501
         res = query(settings, sql)
         emit_table(
             f"{settings.clickhouse.database}.calls (workspace {workspace_id})",
