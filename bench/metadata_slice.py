@@ -2,11 +2,13 @@
 
     python bench/metadata_slice.py [--events 30000]
 
-Needs the dev stack (`callvault dev up`). Both legs read the same number of records that are
-already in Kafka and end when the consumer group has committed everything:
+Needs the dev stack (`callvault dev up`). Every leg reads the same number of records already in
+Kafka and ends when its consumer group has committed everything:
 - baseline: aiokafka consume -> produce (acks=all) -> commit, batch by batch; no decoding;
+- faust:    the same pass-through as a faust agent with the worker's configuration and
+            checkpointing (the framework's own cost, one stage);
 - slice:    the real worker: Avro decode -> policy -> seal -> produce sealed.metadata (acks=all)
-            -> decode -> ClickHouse insert (chDB) -> commit, on both topics.
+            -> decode -> ClickHouse insert (chDB) -> commit, on both topics (two stages).
 """
 
 from __future__ import annotations
@@ -78,21 +80,16 @@ async def baseline(settings: Settings, n: int) -> float:
         await producer.stop()
 
 
-async def slice_run(settings: Settings, tmp: Path) -> float:
-    topics = Topics(settings)
-    worker = WorkerProcess(settings, tmp / "worker.log")
+async def worker_run(
+    settings: Settings, tmp: Path, topics_done: list[str], argv: list[str] | None = None
+) -> float:
+    worker = WorkerProcess(settings, tmp / "worker.log", argv)
     t0 = time.perf_counter()
     worker.start()
     try:
         await worker.wait_healthy()
         t_ready = time.perf_counter()
-        await wait_caught_up(
-            settings,
-            app_id(settings),
-            [topics.ingest_metadata, topics.sealed_metadata],
-            timeout_s=900,
-            worker=worker,
-        )
+        await wait_caught_up(settings, app_id(settings), topics_done, timeout_s=900, worker=worker)
         elapsed = time.perf_counter() - t_ready
         print(f"  (worker start to healthy: {t_ready - t0:.1f} s, not counted)")
         return elapsed
@@ -119,16 +116,30 @@ async def main() -> None:
         raw_settings = isolated(base, tmp / "raw")
         n = await prepare(raw_settings, args.events // 3)
         t_raw = await baseline(raw_settings, n)
+        faust_settings = isolated(base, tmp / "faust")
+        await prepare(faust_settings, args.events // 3)
+        passthrough = [sys.executable, str(Path(__file__).with_name("faust_passthrough.py"))]
+        t_faust = await worker_run(
+            faust_settings, tmp / "faust", [Topics(faust_settings).ingest_metadata], passthrough
+        )
         slice_settings = isolated(base, tmp / "slice")
         await prepare(slice_settings, args.events // 3)
-        t_slice = await slice_run(slice_settings, tmp)
-    raw_eps, slice_eps = n / t_raw, n / t_slice
+        t = Topics(slice_settings)
+        t_slice = await worker_run(
+            slice_settings, tmp / "slice", [t.ingest_metadata, t.sealed_metadata]
+        )
+    raw_eps, faust_eps, slice_eps = n / t_raw, n / t_faust, n / t_slice
     print(f"events: {n}")
-    print(f"baseline aiokafka consume->produce->commit: {raw_eps:10.0f} events/s ({t_raw:.2f} s)")
+    print(f"baseline aiokafka consume->produce->commit:   {raw_eps:8.0f} events/s ({t_raw:.2f} s)")
     print(
-        f"metadata slice (seal + ClickHouse):        {slice_eps:10.0f} events/s ({t_slice:.2f} s)"
+        f"faust pass-through (worker's config):         {faust_eps:8.0f} events/s ({t_faust:.2f} s)"
     )
+    print(
+        f"metadata slice (seal + ClickHouse, 2 stages): {slice_eps:8.0f} events/s ({t_slice:.2f} s)"
+    )
+    print(f"ratio faust/baseline: {faust_eps / raw_eps:.2f}")
     print(f"ratio slice/baseline: {slice_eps / raw_eps:.2f}")
+    print(f"ratio slice/faust:    {slice_eps / faust_eps:.2f}")
 
 
 if __name__ == "__main__":

@@ -30,9 +30,11 @@ class WorkerProcessError(CallvaultError):
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path) -> None:
+    def __init__(self, settings: Settings, log_path: Path, argv: list[str] | None = None) -> None:
         self.settings = settings
         self.log_path = log_path
+        #: what to run; the default is the real worker, the benchmark swaps in a baseline app
+        self.argv = argv or [sys.executable, "-m", "callvault", "worker", "run"]
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -41,7 +43,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop/kill)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "callvault", "worker", "run"],
+            self.argv,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

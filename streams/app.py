@@ -53,7 +53,8 @@ def app_id(settings: Settings) -> str:
     return f"{settings.kafka.topic_prefix}callvault-worker-{settings.region}"
 
 
-def create_app(settings: Settings, **overrides: Any) -> faust.App:
+def faust_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
+    """The faust settings every Callvault app runs with (see the module docstring for why)."""
     conf: dict[str, Any] = {
         "broker": f"kafka://{settings.kafka.bootstrap}",
         "key_serializer": "raw",
@@ -74,6 +75,11 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         "store": "memory://",
     }
     conf.update(overrides)
+    return conf
+
+
+def create_app(settings: Settings, **overrides: Any) -> faust.App:
+    conf = faust_config(settings, **overrides)
     app = faust.App(app_id(settings), **conf)
     rt = Runtime(settings, app)
     app.callvault_runtime = rt  # type: ignore[attr-defined]
