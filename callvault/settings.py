@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
@@ -30,6 +31,7 @@ from callvault.errors import SettingsError
 DEV_S3_SECRET = "callvault-dev-s3-secret-not-for-production"  # noqa: S105 (documented dev default)
 DEV_QUERY_TOKEN = "callvault-dev-query-token"  # noqa: S105
 DEV_HASH_PEPPER = "callvault-dev-hash-pepper"
+DEV_INGEST_TOKEN = "callvault-dev-ingest-token"  # noqa: S105
 
 DEFAULT_REGIONS = ("eu", "na", "apac")
 
@@ -101,6 +103,47 @@ class WorkerSettings(BaseModel):
     retry_max_backoff_s: float = Field(10.0, gt=0)
 
 
+class IngestSettings(BaseModel):
+    """The SIP ingest node. Names match docker-compose.yml's CALLVAULT_INGEST__* variables."""
+
+    node_id: str = Field(default_factory=socket.gethostname)
+    #: Listen address for SIP (UDP+TCP on sip_port, TLS on tls_port). Loopback by default.
+    sip_host: str = "127.0.0.1"
+    sip_port: int = Field(5060, ge=1, le=65535)
+    tcp_enabled: bool = True
+    tls_port: int = Field(5061, ge=1, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: Address put in Contact and SDP c= lines; what the PBX sends media to.
+    advertised_host: str = "127.0.0.1"
+    rtp_port_min: int = Field(20000, ge=1024, le=65535)
+    rtp_port_max: int = Field(20999, ge=1024, le=65535)
+    realm: str = "callvault"
+    nonce_ttl_s: float = Field(300.0, gt=0)
+    #: Failed digest attempts allowed per source address per minute before 403s without a
+    #: challenge; every failure is an audit event either way.
+    auth_failures_per_minute: int = Field(10, ge=1)
+    session_expires_s: int = Field(1800, ge=90)
+    rtp_inactivity_s: float = Field(30.0, gt=0)
+    chunk_ms: int = Field(1000, ge=20, le=10_000)
+    #: Records waiting for Kafka; beyond it they spool to the journal on disk.
+    queue_max: int = Field(20_000, ge=100)
+    journal_dir: Path | None = None
+    journal_max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024)
+    #: The voice agent posts transcripts, tool calls and summaries here (and /metrics).
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(16070, ge=1, le=65535)
+    api_token: SecretStr = SecretStr(DEV_INGEST_TOKEN)
+
+    @model_validator(mode="after")
+    def _port_range(self) -> IngestSettings:
+        if self.rtp_port_max - self.rtp_port_min < 2:
+            raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        return self
+
+
 class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     kafka_port: int = Field(19092, ge=1, le=65535)
@@ -140,6 +183,7 @@ class Settings(BaseSettings):
     s3: S3Settings = S3Settings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     worker: WorkerSettings = WorkerSettings()
+    ingest: IngestSettings = IngestSettings()
     dev: DevStackSettings = DevStackSettings()
 
     @model_validator(mode="after")
@@ -156,12 +200,17 @@ class Settings(BaseSettings):
             ("s3.secret_key", self.s3.secret_key, DEV_S3_SECRET),
             ("worker.query_token", self.worker.query_token, DEV_QUERY_TOKEN),
             ("hash_pepper", self.hash_pepper, DEV_HASH_PEPPER),
+            ("ingest.api_token", self.ingest.api_token, DEV_INGEST_TOKEN),
         ):
             if value.get_secret_value() == dev:
                 raise ValueError(f"{key} still has the dev default; set it for production")
         if self.clickhouse.dsn is None:
             raise ValueError("clickhouse.dsn must be set in production")
         return self
+
+    @property
+    def ingest_journal_dir(self) -> Path:
+        return self.ingest.journal_dir or self.home / "ingest-journal"
 
     @property
     def clickhouse_dsn(self) -> str:
