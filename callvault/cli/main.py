@@ -25,6 +25,7 @@ _COMMANDS: dict[str, str] = {
     "worker": "callvault.cli.worker:worker",
     "query": "callvault.cli.query:query",
     "demo": "callvault.cli.demo:demo",
+    "trunk": "callvault.cli.trunk:trunk",
 }
 
 EXIT_REFUSED = 3
