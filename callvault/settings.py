@@ -32,6 +32,7 @@ DEV_S3_SECRET = "callvault-dev-s3-secret-not-for-production"  # noqa: S105 (docu
 DEV_QUERY_TOKEN = "callvault-dev-query-token"  # noqa: S105
 DEV_HASH_PEPPER = "callvault-dev-hash-pepper"
 DEV_INGEST_TOKEN = "callvault-dev-ingest-token"  # noqa: S105
+DEV_NONCE_SECRET = "callvault-dev-nonce-secret"  # noqa: S105
 
 DEFAULT_REGIONS = ("eu", "na", "apac")
 
@@ -119,13 +120,20 @@ class IngestSettings(BaseModel):
     rtp_port_min: int = Field(20000, ge=1024, le=65535)
     rtp_port_max: int = Field(20999, ge=1024, le=65535)
     realm: str = "callvault"
+    #: Signs digest nonces so any node sharing it can verify them (stateless nonces).
+    nonce_secret: SecretStr = SecretStr(DEV_NONCE_SECRET)
     nonce_ttl_s: float = Field(300.0, gt=0)
+    #: Challenge order. RFC 8760 puts SHA-256 first; some PBXs (and sipp) only answer the first
+    #: challenge and only know MD5, so the order is a deployment choice.
+    digest_algorithms: tuple[Literal["SHA-256", "MD5"], ...] = ("SHA-256", "MD5")
     #: Failed digest attempts allowed per source address per minute before 403s without a
     #: challenge; every failure is an audit event either way.
     auth_failures_per_minute: int = Field(10, ge=1)
     session_expires_s: int = Field(1800, ge=90)
     rtp_inactivity_s: float = Field(30.0, gt=0)
     chunk_ms: int = Field(1000, ge=20, le=10_000)
+    #: Ring time before the node answers an INVITE (a caller can CANCEL meanwhile).
+    answer_delay_ms: int = Field(0, ge=0, le=60_000)
     #: Records waiting for Kafka; beyond it they spool to the journal on disk.
     queue_max: int = Field(20_000, ge=100)
     journal_dir: Path | None = None
@@ -201,6 +209,7 @@ class Settings(BaseSettings):
             ("worker.query_token", self.worker.query_token, DEV_QUERY_TOKEN),
             ("hash_pepper", self.hash_pepper, DEV_HASH_PEPPER),
             ("ingest.api_token", self.ingest.api_token, DEV_INGEST_TOKEN),
+            ("ingest.nonce_secret", self.ingest.nonce_secret, DEV_NONCE_SECRET),
         ):
             if value.get_secret_value() == dev:
                 raise ValueError(f"{key} still has the dev default; set it for production")

@@ -26,6 +26,8 @@ _COMMANDS: dict[str, str] = {
     "query": "callvault.cli.query:query",
     "demo": "callvault.cli.demo:demo",
     "trunk": "callvault.cli.trunk:trunk",
+    "ingest": "callvault.cli.ingest:ingest",
+    "call": "callvault.cli.call:call",
 }
 
 EXIT_REFUSED = 3

@@ -10,7 +10,6 @@ they read it) and every change is an audit event.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import string
@@ -28,6 +27,7 @@ from callvault.errors import ControlError, KafkaUnavailable
 from callvault.settings import Settings
 from callvault.topics import Topics
 from schemas.codec import get_codec
+from sip_ingest.sip.digest import ha1
 
 PASSWORD_LENGTH = 24
 _ALPHABET = string.ascii_letters + string.digits
@@ -39,16 +39,6 @@ Status = Literal["ACTIVE", "REVOKED"]
 def generate_password() -> str:
     """24 characters from 62 symbols: ~143 bits, from the OS CSPRNG."""
     return "".join(secrets.choice(_ALPHABET) for _ in range(PASSWORD_LENGTH))
-
-
-def ha1(username: str, realm: str, password: str, algorithm: str) -> str:
-    """H(username:realm:password), the only form in which a trunk password is kept."""
-    data = f"{username}:{realm}:{password}".encode()
-    if algorithm == "MD5":
-        return hashlib.md5(data, usedforsecurity=False).hexdigest()
-    if algorithm == "SHA-256":
-        return hashlib.sha256(data).hexdigest()
-    raise ValueError(f"unsupported digest algorithm {algorithm!r}")
 
 
 @dataclass(frozen=True)

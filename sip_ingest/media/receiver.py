@@ -1,0 +1,260 @@
+"""The UDP receive path of one leg, written for packets per second.
+
+asyncio's ``DatagramProtocol`` reads every datagram into a fresh 256 KiB buffer and goes through
+a transport and a protocol call per packet (~17 us each). Here a non-blocking socket is watched
+with ``loop.add_reader`` and, per wake-up, drained with ``recvfrom_into`` into one reused 2 KiB
+buffer until ``BlockingIOError`` -- one readiness notification pays for every datagram queued
+since the last one. ``add_reader`` exists on both the stock loop and uvloop, so the same code runs
+on either.
+
+Source addresses (symmetric RTP, RFC 4961 style latching). The address in the peer's SDP is often
+not where its packets come from (NAT, SBCs), so by default the first valid packet *latches* the
+leg to its source and packets from any other address are dropped (``foreign_source``) -- that
+bounds RTP injection ("RTP bleed") to a race for the very first packet. Two exceptions: packets
+from the SDP-negotiated address are always accepted and re-latch, and with SRTP any *authenticated*
+packet re-latches, because only the holder of the key can produce one (a NAT rebinding mid-call
+must not cut the recording). ``latch=False`` accepts the negotiated address only.
+
+Every datagram that is not used is counted on the leg with a reason; none raises into the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+
+from sip_ingest.media.leg import LegState
+from sip_ingest.media.ports import DEFAULT_RCVBUF, RtpPortAllocator, open_udp_socket
+from sip_ingest.media.rtp import parse_rtp
+from sip_ingest.media.srtp import SrtpReceiver
+
+__all__ = ["BUFFER_SIZE", "MAX_DRAIN", "RtpReceiver"]
+
+log = structlog.get_logger(__name__)
+
+#: Receive buffer per leg: G.711 RTP is ~172 bytes, SRTP ~182; anything filling the buffer was
+#: truncated and is dropped as ``oversize`` rather than parsed from half a datagram.
+BUFFER_SIZE: Final = 2048
+#: Datagrams read per wake-up before yielding to other legs. The reader is level-triggered, so
+#: whatever is left is picked up on the next loop iteration; the cap only keeps one flooded port
+#: from starving the others.
+MAX_DRAIN: Final = 256
+
+Address = tuple[str, int]
+
+
+class RtpReceiver:
+    """Receives one leg's RTP (or SRTP) on its own UDP port and feeds :class:`LegState`."""
+
+    def __init__(
+        self,
+        leg: LegState,
+        sock: socket.socket,
+        *,
+        remote: Address | None = None,
+        srtp: SrtpReceiver | None = None,
+        latch: bool = True,
+        allocator: RtpPortAllocator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        sock.setblocking(False)
+        self.leg = leg
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._remote = _normalise(remote)
+        self._source: Address | None = None
+        self._latch = latch
+        self._srtp = srtp
+        self._srtp_prev: SrtpReceiver | None = None
+        self._allocator = allocator
+        self._clock = clock
+        self._buf = bytearray(BUFFER_SIZE)
+        self._mv = memoryview(self._buf)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self._error_logged = False
+        #: Times the leg moved to another source address after the first latch.
+        self.relatches = 0
+
+    @classmethod
+    def open(
+        cls,
+        leg: LegState,
+        host: str,
+        port: int | None = None,
+        *,
+        allocator: RtpPortAllocator | None = None,
+        rcvbuf: int = DEFAULT_RCVBUF,
+        remote: Address | None = None,
+        srtp: SrtpReceiver | None = None,
+        latch: bool = True,
+    ) -> RtpReceiver:
+        """Bind a socket for ``leg``: on ``port``, or on a port taken from ``allocator``.
+
+        A port taken from ``allocator`` goes back to it when the receiver closes.
+        """
+        if port is None:
+            if allocator is None:
+                raise ValueError("give a port or an allocator")
+            sock = allocator.bind(host, rcvbuf=rcvbuf)
+        else:
+            sock = open_udp_socket(host, port, rcvbuf=rcvbuf)
+            allocator = None
+        return cls(leg, sock, remote=remote, srtp=srtp, latch=latch, allocator=allocator)
+
+    # ---------------------------------------------------------------------------------------
+
+    @property
+    def local_address(self) -> Address:
+        host, port = self._sock.getsockname()[:2]
+        return host, port
+
+    @property
+    def port(self) -> int:
+        return self.local_address[1]
+
+    @property
+    def rcvbuf(self) -> int:
+        """Receive buffer the kernel granted (Linux reports twice the usable size)."""
+        return self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    @property
+    def source(self) -> Address | None:
+        """The address the leg is latched to, once a packet has been accepted."""
+        return self._source
+
+    @property
+    def remote(self) -> Address | None:
+        return self._remote
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Start reading on ``loop`` (default: the running loop)."""
+        if self._closed:
+            raise RuntimeError("receiver is closed")
+        if self._loop is not None:
+            return
+        self._loop = loop or asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._on_readable)
+
+    def close(self) -> None:
+        """Stop reading, close the socket and hand the port back; safe to call twice.
+
+        The leg is not flushed here: the call layer decides when the last chunk is final.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        port = self.port
+        self._sock.close()
+        if self._allocator is not None:
+            self._allocator.release(port)
+
+    def set_remote(self, remote: Address | None) -> None:
+        """Adopt the address of a new SDP offer/answer (re-INVITE); the latch starts over."""
+        self._remote = _normalise(remote)
+        self._source = None
+
+    def set_srtp(self, srtp: SrtpReceiver | None) -> None:
+        """Switch to new SRTP keys (re-INVITE).
+
+        The old session stays as a fallback until the first packet authenticates under the new
+        one: packets the peer sent before it switched are still in flight and are real audio.
+        """
+        self._srtp_prev = self._srtp
+        self._srtp = srtp
+
+    # ---------------------------------------------------------------------------------------
+    # hot path
+
+    def _on_readable(self) -> None:
+        recv = self._sock.recvfrom_into
+        buf = self._buf
+        mv = self._mv
+        leg = self.leg
+        for _ in range(MAX_DRAIN):
+            try:
+                n, addr = recv(buf)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                # ICMP errors surface on the next read of an unconnected socket; nothing to
+                # drain behind them, but they must not take the reader down.
+                leg.drop("socket_error")
+                if not self._error_logged:
+                    self._error_logged = True
+                    log.warning("rtp socket error", call_id=leg.call_id, error=str(exc))
+                return
+            if n >= BUFFER_SIZE:
+                leg.drop("oversize")
+                continue
+            if self._srtp is None:
+                pkt = parse_rtp(mv, n)
+            else:
+                plain = self._unprotect(bytes(mv[:n]))
+                if plain is None:
+                    continue
+                pkt = parse_rtp(plain)
+            if isinstance(pkt, str):
+                leg.drop(pkt)
+                continue
+            if addr != self._source and not self._admit(addr):
+                continue
+            try:
+                leg.on_packet(pkt, self._clock())
+            except Exception:
+                # A bug must cost one packet, not the reader (asyncio would keep calling a
+                # failing reader, but the rest of this drain would be lost).
+                leg.drop("internal_error")
+                if not self._error_logged:
+                    self._error_logged = True
+                    log.exception("rtp packet handling failed", call_id=leg.call_id)
+
+    def _unprotect(self, data: bytes) -> bytes | None:
+        assert self._srtp is not None
+        result = self._srtp.unprotect_or_reason(data)
+        if isinstance(result, str):
+            prev = self._srtp_prev
+            if prev is None or isinstance(retry := prev.unprotect_or_reason(data), str):
+                self.leg.drop(result)
+                return None
+            return retry
+        self._srtp_prev = None
+        return result
+
+    def _admit(self, addr: Address) -> bool:
+        """Decide on a packet from an address other than the latched one."""
+        if addr[:2] == self._remote or (
+            self._latch and (self._source is None or self._srtp is not None)
+        ):
+            if self._source is not None:
+                self.relatches += 1
+                log.info(
+                    "rtp source moved",
+                    call_id=self.leg.call_id,
+                    leg=self.leg.leg,
+                    authenticated=self._srtp is not None,
+                )
+            self._source = addr
+            return True
+        self.leg.drop("foreign_source")
+        return False
+
+
+def _normalise(addr: Address | None) -> Address | None:
+    """``(ip, port)`` as ``recvfrom`` reports its first two items; SDP gives IP literals."""
+    if addr is None:
+        return None
+    return addr[0], int(addr[1])

@@ -1,0 +1,34 @@
+"""Errors of the publishing path.
+
+``publish()`` itself never raises into the media loop: it counts a drop instead. These errors
+travel between the journal and the publisher, and reach callers only from ``start()`` (a journal
+directory that cannot be opened is a configuration problem the operator must see at boot).
+"""
+
+from __future__ import annotations
+
+
+class PublishError(Exception):
+    """Root of the errors this package raises on purpose."""
+
+    retriable: bool = False
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable
+
+
+class JournalError(PublishError):
+    """The journal cannot be opened or written (permissions, I/O error, in use elsewhere)."""
+
+
+class JournalFull(JournalError):
+    """Appending would exceed ``journal_max_bytes``; the record was not written.
+
+    Distinct from :class:`JournalError` because it is the one expected way to lose audio: the
+    caller counts it as a drop with reason ``journal_full``. Retriable: space comes back as the
+    journal drains.
+    """
+
+    retriable = True

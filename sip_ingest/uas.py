@@ -1,0 +1,667 @@
+"""The SIP user-agent server of the ingest node: INVITE/ACK/BYE/CANCEL/OPTIONS/INFO, digest
+authentication against the live trunk view, SDP negotiation, SIPREC, and the timers that make
+sure no call stays open forever.
+
+Transaction handling follows RFC 3261 for a UAS that answers at once:
+- every response to a request is cached under the request's transaction key (top Via branch +
+  method), so a retransmitted request gets the same answer instead of a second call;
+- a 2xx to INVITE is retransmitted (T1 doubling to T2) until the ACK arrives, and the call is
+  torn down with a BYE if it never does (64*T1) — as is a final non-2xx over UDP (Timer G/H);
+- CANCEL of a pending INVITE answers 200 to the CANCEL and 487 to the INVITE.
+All handlers are synchronous and non-blocking; publishing goes to a bounded queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol
+
+import structlog
+
+from callvault.audit import audit_event
+from callvault.control.trunks import TrunkCredential
+from callvault.control.workspaces import WorkspacePolicy
+from callvault.settings import Settings
+from sip_ingest.api.registry import CallInfo
+from sip_ingest.calls import Call, LegStats
+from sip_ingest.dialog import Dialog, new_branch, new_tag
+from sip_ingest.sip.digest import DigestAuthenticator, FailureLimiter, parse_authorization
+from sip_ingest.sip.errors import AuthError, SipError, UnsupportedExtension
+from sip_ingest.sip.message import (
+    SipRequest,
+    SipResponse,
+    apply_rport,
+    make_response,
+    parse_cseq,
+    parse_name_addr,
+    parse_via,
+)
+from sip_ingest.sip.multipart import parse_multipart
+from sip_ingest.sip.sdp import NegotiatedMedia, SessionDescription, answer
+from sip_ingest.sip.siprec import parse_recording_metadata
+from sip_ingest.transport import Source
+
+log = structlog.get_logger(__name__)
+
+T1, T2 = 0.5, 4.0
+SUPPORTED = ("siprec", "timer", "replaces")
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE"
+LegRole = Literal["CALLER", "AGENT"]
+
+
+class LegHandle(Protocol):
+    local_port: int
+
+    def stats(self) -> LegStats: ...
+    def last_packet_at(self) -> float: ...
+    def update(self, media: NegotiatedMedia) -> None: ...
+    def close(self) -> None: ...
+
+
+class Media(Protocol):
+    def allocate_port(self) -> int: ...
+    def release_port(self, port: int) -> None: ...
+    def open_leg(
+        self, call: Call, role: LegRole, media: NegotiatedMedia, *, publish_audio: bool
+    ) -> LegHandle: ...
+
+
+class Sink(Protocol):
+    """Where the UAS's outputs go (the node wires it to the publisher and the audit log)."""
+
+    def call_event(self, record: dict[str, Any]) -> None: ...
+    def audit(self, record: dict[str, Any]) -> None: ...
+    def count(self, metric: str, **labels: str) -> None: ...
+
+
+@dataclass
+class ActiveCall:
+    call: Call
+    dialog: Dialog
+    source: Source
+    invite: SipRequest
+    legs: list[LegHandle] = field(default_factory=list)
+    ports: list[int] = field(default_factory=list)
+    answered: bool = False
+    acked: bool = False
+    ended: bool = False
+    final_response: bytes | None = None
+    timers: list[asyncio.TimerHandle] = field(default_factory=list)
+    session_expires: int | None = None
+    last_refresh: float = field(default_factory=time.monotonic)
+
+
+class IngestUAS:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        trunk_lookup: Callable[[str], TrunkCredential | None],
+        policy_lookup: Callable[[str], WorkspacePolicy | None],
+        media: Media,
+        sink: Sink,
+    ) -> None:
+        self.settings = settings
+        cfg = settings.ingest
+        self._trunk = trunk_lookup
+        self._policy = policy_lookup
+        self._media = media
+        self._sink = sink
+        self.auth = DigestAuthenticator(
+            cfg.realm,
+            cfg.nonce_secret.get_secret_value().encode(),
+            cfg.nonce_ttl_s,
+            algorithms=cfg.digest_algorithms,
+        )
+        self.limiter = FailureLimiter(cfg.auth_failures_per_minute)
+        self._responses: OrderedDict[tuple[str, str], bytes] = OrderedDict()
+        self.calls: dict[str, ActiveCall] = {}
+        #: our call id -> Call, live and recently ended (the agent posts summaries after hang-up)
+        self._known: OrderedDict[str, Call] = OrderedDict()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._sweeper = self._loop.create_task(self._sweep())
+
+    async def stop(self) -> None:
+        for active in list(self.calls.values()):
+            self._end(active, "FAILED", send_bye=True)
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+
+    # -- dispatch ----------------------------------------------------------------------------
+
+    def handle(self, msg: SipRequest | SipResponse, source: Source) -> None:
+        if isinstance(msg, SipResponse):
+            return  # responses to our BYEs: nothing to do
+        try:
+            apply_rport(msg, source.host, source.port)
+            key = self._tx_key(msg)
+        except SipError as exc:
+            self._sink.count("sip_dropped", reason="no_via")
+            log.info("sip_request_without_usable_via", error=str(exc))
+            return
+        if msg.method == "ACK":
+            self._on_ack(msg)
+            return
+        cached = self._responses.get(key)
+        if cached is not None:  # retransmission: same answer, no new work
+            source.send(cached)
+            return
+        try:
+            handler = {
+                "INVITE": self._on_invite,
+                "BYE": self._on_bye,
+                "CANCEL": self._on_cancel,
+                "OPTIONS": self._on_options,
+                "INFO": self._on_ok_in_dialog,
+                "UPDATE": self._on_ok_in_dialog,
+            }.get(msg.method)
+            if handler is None:
+                self._respond(msg, source, 405, headers={"Allow": ALLOW})
+                return
+            handler(msg, source)
+        except SipError as exc:
+            extra = {}
+            if isinstance(exc, UnsupportedExtension):
+                extra["Unsupported"] = ", ".join(exc.option_tags)
+            self._respond(msg, source, exc.status, str(exc)[:80] or None, headers=extra)
+
+    # -- CallRegistry (the agent API looks calls up here) -------------------------------------
+
+    def lookup(self, call_id: str) -> CallInfo | None:
+        call = self._find(call_id)
+        if call is None:
+            return None
+        return CallInfo(call.workspace_id, call.recording_enabled, call.suppressed)
+
+    def add_tool_invocations(
+        self, call_id: str, workspace_id: str, invocations: Sequence[Any]
+    ) -> bool:
+        call = self._find(call_id)
+        if call is None or call.workspace_id != workspace_id:
+            return False
+        call.tool_invocations.extend(dict(inv) for inv in invocations)
+        if call.ended_at is not None:
+            # the call is over: a newer ENDED snapshot carries the invocations (newest wins)
+            self._sink.call_event(call.event("ENDED", self.settings.ingest.node_id))
+        return True
+
+    def _find(self, call_id: str) -> Call | None:
+        call = self._known.get(call_id)
+        if call is None:
+            active = self.calls.get(call_id)  # the agent may only know the SIP Call-ID
+            call = active.call if active is not None else None
+        return call
+
+    def _remember(self, call: Call) -> None:
+        self._known[call.call_id] = call
+        while len(self._known) > 50_000:
+            self._known.popitem(last=False)
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _on_options(self, req: SipRequest, source: Source) -> None:
+        self._respond(
+            req,
+            source,
+            200,
+            headers={
+                "Allow": ALLOW,
+                "Accept": "application/sdp, multipart/mixed",
+                "Supported": ", ".join(SUPPORTED),
+            },
+        )
+
+    def _on_invite(self, req: SipRequest, source: Source) -> None:
+        sip_call_id = req.headers.get("Call-ID") or ""
+        existing = self.calls.get(sip_call_id)
+        if existing is not None and self._to_tag(req):
+            self._on_reinvite(existing, req, source)
+            return
+        self._check_require(req)
+        cred = self._authenticate(req, source)
+        if cred is None:
+            return
+        policy = self._policy(cred.workspace_id)
+        if policy is None or policy.deleted:
+            self._sink.audit(
+                self._audit(
+                    "sip.call.refused", cred, "DENIED", source, reason="workspace has no policy"
+                )
+            )
+            self._respond(req, source, 403, "Workspace not provisioned")
+            return
+        self._respond(req, source, 100)
+        offer, metadata = self._offer(req)
+        call = self._new_call(req, cred, policy, metadata)
+        ports: list[int] = []
+        try:
+            # one local port per offered audio m-line; 0 keeps a line the offerer rejected rejected
+            ports = [
+                self._media.allocate_port() if m.port != 0 else 0
+                for m in offer.media
+                if m.media == "audio"
+            ]
+            sdp_answer, negotiated = answer(
+                offer,
+                local_ip=self.settings.ingest.advertised_host,
+                ports=ports,
+                srtp_key_factory=None,
+            )
+        except SipError:
+            for p in ports:
+                if p:
+                    self._media.release_port(p)
+            raise
+        dialog = Dialog(
+            sip_call_id=sip_call_id,
+            local_tag=new_tag(),
+            remote_tag=self._from_tag(req),
+            local_uri=req.headers.get("To") or "",
+            remote_uri=req.headers.get("From") or "",
+            remote_target=self._contact_uri(req),
+            remote_cseq=parse_cseq(req.headers.get("CSeq") or "")[0],
+        )
+        active = ActiveCall(call, dialog, source, req, ports=ports)
+        self.calls[sip_call_id] = active
+        self._remember(call)
+        for role, media in zip(self._roles(negotiated, metadata), negotiated, strict=True):
+            active.legs.append(
+                self._media.open_leg(call, role, media, publish_audio=call.audio_allowed)
+            )
+        call.codec = negotiated[0].codec if negotiated else None
+        self._sink.call_event(call.event("STARTED", self.settings.ingest.node_id))
+        self._sink.count("calls_started", workspace=call.workspace_id)
+        body = str(sdp_answer).encode()
+        delay = self.settings.ingest.answer_delay_ms / 1000
+        if delay > 0:
+            self._respond(req, source, 180, to_tag=dialog.local_tag)
+            assert self._loop is not None
+            active.timers.append(self._loop.call_later(delay, self._answer, active, body))
+        else:
+            self._answer(active, body)
+
+    def _answer(self, active: ActiveCall, body: bytes) -> None:
+        if active.ended:
+            return
+        req = active.invite
+        headers = {
+            "Contact": self._our_contact(active.source),
+            "Allow": ALLOW,
+            "Supported": ", ".join(SUPPORTED),
+        }
+        se = req.headers.get("Session-Expires")
+        if se:
+            interval = max(90, int(se.split(";")[0].strip() or "0"))
+            active.session_expires = interval
+            headers["Session-Expires"] = f"{interval};refresher=uac"
+            headers["Require"] = "timer"
+        resp = make_response(
+            req,
+            200,
+            "OK",
+            to_tag=active.dialog.local_tag,
+            headers=headers,
+            body=body,
+            content_type="application/sdp",
+        ).to_bytes()
+        active.final_response = resp
+        self._cache(req, resp)
+        active.source.send(resp)
+        active.answered = True
+        active.call.answered_at = _now()
+        self._sink.call_event(active.call.event("ANSWERED", self.settings.ingest.node_id))
+        if not active.source.reliable:
+            assert self._loop is not None
+            active.timers.append(self._loop.call_later(T1, self._retransmit, active, T1 * 2))
+        assert self._loop is not None
+        active.timers.append(self._loop.call_later(64 * T1, self._ack_timeout, active))
+
+    def _retransmit(self, active: ActiveCall, interval: float) -> None:
+        if active.acked or active.ended or active.final_response is None:
+            return
+        active.source.send(active.final_response)
+        assert self._loop is not None
+        active.timers.append(
+            self._loop.call_later(interval, self._retransmit, active, min(interval * 2, T2))
+        )
+
+    def _ack_timeout(self, active: ActiveCall) -> None:
+        if not active.acked and not active.ended:
+            log.info("sip_no_ack", call_id=active.call.call_id)
+            self._end(active, "TIMEOUT", send_bye=True)
+
+    def _on_ack(self, req: SipRequest) -> None:
+        active = self.calls.get(req.headers.get("Call-ID") or "")
+        if active is not None:
+            active.acked = True
+
+    def _on_reinvite(self, active: ActiveCall, req: SipRequest, source: Source) -> None:
+        """Hold/resume, new media address or new SRTP keys: renegotiate in place."""
+        self._respond(req, source, 100)
+        offer, _ = self._offer(req)
+        sdp_answer, negotiated = answer(
+            offer,
+            local_ip=self.settings.ingest.advertised_host,
+            ports=[leg.local_port for leg in active.legs],
+            srtp_key_factory=None,
+        )
+        for leg, media in zip(active.legs, negotiated, strict=False):
+            leg.update(media)
+        active.last_refresh = time.monotonic()
+        resp = make_response(
+            req,
+            200,
+            "OK",
+            to_tag=active.dialog.local_tag,
+            headers={"Contact": self._our_contact(source)},
+            body=str(sdp_answer).encode(),
+            content_type="application/sdp",
+        ).to_bytes()
+        self._cache(req, resp)
+        source.send(resp)
+
+    def _on_bye(self, req: SipRequest, source: Source) -> None:
+        active = self.calls.get(req.headers.get("Call-ID") or "")
+        if active is None:
+            self._respond(req, source, 481, "Call/Transaction Does Not Exist")
+            return
+        self._respond(req, source, 200)
+        self._end(active, "CALLER_HANGUP", send_bye=False)
+
+    def _on_cancel(self, req: SipRequest, source: Source) -> None:
+        active = self.calls.get(req.headers.get("Call-ID") or "")
+        if active is None or active.answered:
+            self._respond(req, source, 481 if active is None else 200)
+            return
+        self._respond(req, source, 200)
+        resp = make_response(
+            active.invite, 487, "Request Terminated", to_tag=active.dialog.local_tag
+        ).to_bytes()
+        self._cache(active.invite, resp)
+        active.source.send(resp)
+        self._end(active, "CANCELLED", send_bye=False)
+
+    def _on_ok_in_dialog(self, req: SipRequest, source: Source) -> None:
+        active = self.calls.get(req.headers.get("Call-ID") or "")
+        if active is None:
+            self._respond(req, source, 481, "Call/Transaction Does Not Exist")
+            return
+        if req.method == "INFO" and b"Signal=" in req.body:
+            active.call.dtmf_events += 1  # SIP INFO DTMF: counted, the digit is never kept
+        active.last_refresh = time.monotonic()
+        self._respond(req, source, 200)
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _authenticate(self, req: SipRequest, source: Source) -> TrunkCredential | None:
+        header = req.headers.get("Authorization") or req.headers.get("Proxy-Authorization")
+        if header is None:
+            self._challenge(req, source)
+            return None
+        if not self.limiter.allow(source.host):
+            self._sink.count("auth_rate_limited")
+            self._sink.audit(
+                self._audit("sip.auth.failure", None, "DENIED", source, reason="rate limited")
+            )
+            self._respond(req, source, 403, "Too many failed attempts")
+            return None
+        try:
+            creds = parse_authorization(header)
+        except AuthError as exc:
+            self._auth_failed(req, source, None, f"malformed authorization: {exc}")
+            return None
+        cred = self._trunk(creds.username)
+
+        def lookup(username: str, algorithm: str) -> str | None:
+            return cred.ha1_for(algorithm) if cred is not None and cred.active else None
+
+        verdict = self.auth.verify(creds, req.method, lookup)
+        if verdict.stale:
+            self._challenge(req, source, stale=True)
+            return None
+        if not verdict.ok or cred is None or not cred.active:
+            reason = verdict.reason if not verdict.ok else "credential revoked"
+            if cred is not None and not cred.active:
+                reason = "credential revoked"
+            self._auth_failed(req, source, cred, reason, username=creds.username)
+            return None
+        return cred
+
+    def _challenge(self, req: SipRequest, source: Source, *, stale: bool = False) -> None:
+        resp = make_response(req, 401, "Unauthorized", to_tag=new_tag())
+        for value in self.auth.challenges(stale=stale):
+            resp.headers.add("WWW-Authenticate", value)
+        data = resp.to_bytes()
+        self._cache(req, data)
+        source.send(data)
+
+    def _auth_failed(
+        self,
+        req: SipRequest,
+        source: Source,
+        cred: TrunkCredential | None,
+        reason: str,
+        *,
+        username: str | None = None,
+    ) -> None:
+        self.limiter.record_failure(source.host)
+        self._sink.count("auth_failures")
+        self._sink.audit(
+            self._audit(
+                "sip.auth.failure", cred, "DENIED", source, reason=reason, username=username or ""
+            )
+        )
+        self._respond(req, source, 403, "Forbidden")
+
+    def _audit(
+        self,
+        action: str,
+        cred: TrunkCredential | None,
+        outcome: str,
+        source: Source,
+        **details: str,
+    ) -> dict[str, Any]:
+        return audit_event(
+            action,
+            actor_kind="SERVICE",
+            actor_id=f"ingest:{self.settings.ingest.node_id}",
+            outcome=outcome,  # type: ignore[arg-type]
+            workspace_id=cred.workspace_id if cred else None,
+            target=f"trunk:{cred.trunk_id}" if cred else None,
+            details={"source": f"{source.kind}:{source.host}:{source.port}", **details},
+        )
+
+    def _check_require(self, req: SipRequest) -> None:
+        required = [t.strip() for t in (req.headers.get("Require") or "").split(",") if t.strip()]
+        unknown = [t for t in required if t not in SUPPORTED]
+        if unknown:
+            raise UnsupportedExtension(unknown)
+
+    def _offer(self, req: SipRequest) -> tuple[SessionDescription, Any]:
+        ctype = (req.headers.get("Content-Type") or "").lower()
+        metadata = None
+        sdp_body: bytes | None = None
+        if ctype.startswith("application/sdp"):
+            sdp_body = req.body
+        elif ctype.startswith("multipart/mixed"):
+            for part_type, _headers, body in parse_multipart(
+                req.headers.get("Content-Type") or "", req.body
+            ):
+                pt = part_type.lower()
+                if pt.startswith("application/sdp"):
+                    sdp_body = body
+                elif pt.startswith("application/rs-metadata+xml"):
+                    metadata = parse_recording_metadata(body)
+        if not sdp_body:
+            raise SipError("an SDP offer is required", status=488)
+        return SessionDescription.parse(sdp_body), metadata
+
+    def _new_call(
+        self, req: SipRequest, cred: TrunkCredential, policy: WorkspacePolicy, metadata: Any
+    ) -> Call:
+        from_user = parse_name_addr(req.headers.get("From") or "").uri.user or ""
+        to_user = parse_name_addr(req.headers.get("To") or "").uri.user or ""
+        caller, callee = from_user, to_user
+        if metadata is not None:
+            caller, callee = metadata.caller_callee()
+        agent = req.headers.get("X-Callvault-Agent") or to_user or None
+        header_off = (req.headers.get("X-Callvault-Recording") or "").strip().lower() == "off"
+        recording = policy.recording_enabled_for(agent)
+        return Call(
+            call_id=str(uuid.uuid4()),
+            sip_call_id=req.headers.get("Call-ID") or "",
+            workspace_id=cred.workspace_id,
+            trunk_id=cred.trunk_id,
+            agent_id=agent,
+            caller_number=caller or "unknown",
+            callee_number=callee or "unknown",
+            recording_enabled=recording,
+            suppressed=header_off,
+            suppression_reason="sip_header" if header_off else None,
+            siprec=metadata is not None,
+        )
+
+    @staticmethod
+    def _roles(negotiated: list[NegotiatedMedia], metadata: Any) -> list[LegRole]:
+        """One leg per audio stream; SIPREC's two streams are caller then agent unless the
+        metadata says otherwise."""
+        roles: list[LegRole] = []
+        for i, media in enumerate(negotiated):
+            role: LegRole = "CALLER" if i == 0 else "AGENT"
+            if metadata is not None and media.label is not None:
+                role = metadata.role_of_label(media.label) or role
+            roles.append(role)
+        return roles
+
+    def _end(self, active: ActiveCall, reason: Any, *, send_bye: bool) -> None:
+        if active.ended:
+            return
+        active.ended = True
+        for timer in active.timers:
+            timer.cancel()
+        call = active.call
+        call.ended_at = _now()
+        call.end_reason = reason
+        stats = []
+        for leg in active.legs:
+            leg.close()
+            stats.append(leg.stats())
+        for port in active.ports:
+            if port:
+                self._media.release_port(port)
+        if send_bye and active.answered:
+            self._send_bye(active)
+        self.calls.pop(active.dialog.sip_call_id, None)
+        self._sink.call_event(call.event("ENDED", self.settings.ingest.node_id, stats))
+        self._sink.count("calls_ended", reason=str(reason))
+
+    def _send_bye(self, active: ActiveCall) -> None:
+        d = active.dialog
+        src = active.source
+        bye = SipRequest(
+            "BYE",
+            d.remote_target,
+            None,  # headers filled below
+            b"",
+        )
+        bye.headers.add(
+            "Via",
+            f"SIP/2.0/{src.kind} {self.settings.ingest.advertised_host};"
+            f"branch={new_branch()};rport",
+        )
+        bye.headers.add("Max-Forwards", "70")
+        bye.headers.add("From", self._with_tag(d.local_uri, d.local_tag))
+        bye.headers.add("To", d.remote_uri)
+        bye.headers.add("Call-ID", d.sip_call_id)
+        bye.headers.add("CSeq", f"{d.next_cseq()} BYE")
+        src.send(bye.to_bytes())
+
+    async def _sweep(self) -> None:
+        """End calls whose media went silent or whose session timer lapsed."""
+        inactivity = self.settings.ingest.rtp_inactivity_s
+        while True:
+            await asyncio.sleep(min(1.0, inactivity / 4))
+            now = time.monotonic()
+            for active in list(self.calls.values()):
+                if not active.answered or active.ended:
+                    continue
+                last_media = max((leg.last_packet_at() for leg in active.legs), default=0.0)
+                last = max(last_media, active.last_refresh)
+                if now - last > inactivity:
+                    self._end(active, "MEDIA_TIMEOUT", send_bye=True)
+                elif active.session_expires and now - active.last_refresh > active.session_expires:
+                    self._end(active, "TIMEOUT", send_bye=True)
+            # forget cached responses older than 64*T1 (Timer J): bounded memory
+            while len(self._responses) > 10_000:
+                self._responses.popitem(last=False)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _respond(
+        self,
+        req: SipRequest,
+        source: Source,
+        status: int,
+        reason: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        to_tag: str | None = None,
+    ) -> None:
+        resp = make_response(req, status, reason, to_tag=to_tag, headers=headers).to_bytes()
+        if status >= 200:
+            self._cache(req, resp)
+        source.send(resp)
+
+    def _cache(self, req: SipRequest, data: bytes) -> None:
+        self._responses[self._tx_key(req)] = data
+
+    @staticmethod
+    def _tx_key(req: SipRequest) -> tuple[str, str]:
+        via = parse_via(req.headers.get("Via") or "")
+        branch = via.params.get("branch") or ""
+        method = "INVITE" if req.method == "ACK" else req.method
+        if not branch.startswith("z9hG4bK"):  # RFC 2543 peers: fall back to dialog identifiers
+            branch = f"{req.headers.get('Call-ID')}|{req.headers.get('CSeq')}|{via}"
+        return branch, method
+
+    @staticmethod
+    def _from_tag(req: SipRequest) -> str:
+        return parse_name_addr(req.headers.get("From") or "").params.get("tag") or ""
+
+    @staticmethod
+    def _to_tag(req: SipRequest) -> str | None:
+        return parse_name_addr(req.headers.get("To") or "").params.get("tag")
+
+    @staticmethod
+    def _contact_uri(req: SipRequest) -> str:
+        contact = req.headers.get("Contact")
+        if contact:
+            return str(parse_name_addr(contact).uri)
+        return str(parse_name_addr(req.headers.get("From") or "").uri)
+
+    def _our_contact(self, source: Source) -> str:
+        cfg = self.settings.ingest
+        port = cfg.tls_port if source.kind == "TLS" else cfg.sip_port
+        scheme = "sips" if source.kind == "TLS" else "sip"
+        transport = "" if source.kind == "UDP" else f";transport={source.kind.lower()}"
+        return f"<{scheme}:callvault@{cfg.advertised_host}:{port}{transport}>"
+
+    @staticmethod
+    def _with_tag(name_addr: str, tag: str) -> str:
+        return name_addr if ";tag=" in name_addr else f"{name_addr};tag={tag}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
