@@ -71,7 +71,7 @@ class UdpTransport(asyncio.DatagramProtocol):
             msg = parse_message(data)
         except SipError as exc:
             self._drop("malformed")
-            log.info("sip_malformed_datagram", source=f"{addr[0]}:{addr[1]}", error=str(exc)[:200])
+            log.debug("sip_malformed_datagram", source=f"{addr[0]}:{addr[1]}", error=str(exc)[:200])
             return
         host, port = addr[0], addr[1]
         transport = self.transport

@@ -514,8 +514,10 @@ class IngestUAS:
         from_user = parse_name_addr(req.headers.get("From") or "").uri.user or ""
         to_user = parse_name_addr(req.headers.get("To") or "").uri.user or ""
         caller, callee = from_user, to_user
-        if metadata is not None:
-            caller, callee = metadata.caller_callee()
+        if metadata is not None:  # SIPREC: the recorded parties are in the metadata, not From/To
+            rec_caller, rec_callee = metadata.caller_callee()
+            caller = (rec_caller.number if rec_caller else None) or caller
+            callee = (rec_callee.number if rec_callee else None) or callee
         agent = req.headers.get("X-Callvault-Agent") or to_user or None
         header_off = (req.headers.get("X-Callvault-Recording") or "").strip().lower() == "off"
         recording = policy.recording_enabled_for(agent)
@@ -538,10 +540,12 @@ class IngestUAS:
         """One leg per audio stream; SIPREC's two streams are caller then agent unless the
         metadata says otherwise."""
         roles: list[LegRole] = []
+        labels = [m.label for m in negotiated if m.label is not None]
         for i, media in enumerate(negotiated):
             role: LegRole = "CALLER" if i == 0 else "AGENT"
             if metadata is not None and media.label is not None:
-                role = metadata.role_of_label(media.label) or role
+                side = metadata.role_of_label(media.label, labels)
+                role = {"caller": "CALLER", "callee": "AGENT"}.get(side or "", role)  # type: ignore[assignment]
             roles.append(role)
         return roles
 

@@ -55,5 +55,6 @@ async def run_sipp(
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), timeout_s + 15)
     read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
-    return SippResult(proc.returncode or 0, out.decode(errors="replace"), read(err_log),
-                      read(msg_log))
+    return SippResult(
+        proc.returncode or 0, out.decode(errors="replace"), read(err_log), read(msg_log)
+    )

@@ -24,7 +24,7 @@ def private_kafka(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrivateKafka]:
     broker = PrivateKafka(stack_settings, tmp_path_factory.mktemp("private-kafka"))
-    broker.start()
+    broker.first_start()
     try:
         yield broker
     finally:

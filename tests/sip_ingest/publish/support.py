@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from callvault.devstack import kafka as devkafka
+from callvault.errors import DevStackError
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
 
@@ -102,22 +103,36 @@ class PrivateKafka:
     """
 
     def __init__(self, base: Settings, home: Path) -> None:
+        self._base, self._home = base, home
+        self.settings = self._on_new_ports()
+        self.pid: int | None = None
+        self.paused = False
+
+    def _on_new_ports(self) -> Settings:
         port, controller = free_port(), free_port()
-        self.settings = base.model_copy(
+        return self._base.model_copy(
             update={
-                "home": home,
-                "dev": base.dev.model_copy(
+                "home": self._home,
+                "dev": self._base.dev.model_copy(
                     update={
                         "kafka_port": port,
                         "kafka_controller_port": controller,
                         "kafka_heap": "256m",
                     }
                 ),
-                "kafka": base.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{port}"}),
+                "kafka": self._base.kafka.model_copy(update={"bootstrap": f"127.0.0.1:{port}"}),
             }
         )
-        self.pid: int | None = None
-        self.paused = False
+
+    def first_start(self) -> None:
+        """Start on fresh ports, once more on others if something took a port meanwhile (other
+        test sessions share this machine). Restarts keep the ports: clients know them."""
+        try:
+            self.start()
+        except DevStackError:
+            devkafka.stop(self.settings)
+            self.settings = self._on_new_ports()
+            self.start()
 
     @property
     def bootstrap(self) -> str:

@@ -1,0 +1,163 @@
+"""Our own client (``callvault call``) for what sipp cannot do: SIPREC with two recorded legs,
+SRTP, TLS, and hostile input against a running node."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import socket
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sip_ingest.client import CallFailed, CallOptions, place_call
+from sip_ingest.media.wav import encode_g711, sine_pcm16
+from tests.sip_ingest.conftest import NodeEnv, free_port, node_settings, start_node
+from tests.sip_ingest.test_sipp_calls import audio_of, call_events
+
+pytestmark = pytest.mark.integration
+
+
+def options(env: NodeEnv, **kw: object) -> CallOptions:
+    base = {
+        "host": "127.0.0.1",
+        "port": env.settings.ingest.sip_port,
+        "username": env.trunk.credential.username,
+        "password": env.trunk.password,
+        "paced": False,
+        "caller": "+442079460123",
+        "callee": "agent-9",
+    }
+    base.update(kw)
+    return CallOptions(**base)  # type: ignore[arg-type]
+
+
+async def test_srtp_siprec_call_records_both_legs_exactly(node_env: NodeEnv):
+    caller_audio = encode_g711(sine_pcm16(440, 2000), "PCMU")
+    agent_audio = encode_g711(sine_pcm16(660, 2000), "PCMU")
+    outcome = await place_call(
+        options(node_env, siprec=True, srtp=True, audio=caller_audio, agent_audio=agent_audio)
+    )
+    assert outcome.status == 200
+    events = await call_events(node_env)
+    ended = events[-1]
+    assert ended["kind"] == "ENDED"
+    assert ended["caller_number"] == "+442079460123" and ended["callee_number"] == "agent-9"
+    chunks = await audio_of(node_env, ended["call_id"])
+    by_leg = {
+        leg: b"".join(c["payload"] for c in chunks if c["leg"] == leg)
+        for leg in ("CALLER", "AGENT")
+    }
+    assert by_leg["CALLER"] == caller_audio
+    assert by_leg["AGENT"] == agent_audio
+
+
+async def test_sha256_digest_over_tcp(node_env: NodeEnv):
+    audio = encode_g711(sine_pcm16(300, 1000), "PCMA")
+    outcome = await place_call(options(node_env, transport="tcp", codec="PCMA", audio=audio))
+    assert outcome.status == 200
+    ended = (await call_events(node_env))[-1]
+    assert ended["codec"] == "PCMA"
+    assert b"".join(c["payload"] for c in await audio_of(node_env, ended["call_id"])) == audio
+
+
+def self_signed(tmp) -> tuple[str, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_path, key_path = tmp / "node.crt", tmp / "node.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_path), str(key_path)
+
+
+async def test_tls_and_srtp_call_with_certificate_verification(stack_settings, tmp_path):
+    cert, key = self_signed(tmp_path)
+    settings = node_settings(
+        stack_settings, tmp_path, tls_port=free_port(), tls_cert_file=cert, tls_key_file=key
+    )
+    env = await start_node(settings, tmp_path)
+    try:
+        audio = encode_g711(sine_pcm16(500, 1500), "PCMU")
+        outcome = await place_call(
+            options(env, transport="tls", port=settings.ingest.tls_port, srtp=True, audio=audio,
+                    tls_ca_file=cert)
+        )  # fmt: skip
+        assert outcome.status == 200
+        ended = (await call_events(env))[-1]
+        assert b"".join(c["payload"] for c in await audio_of(env, ended["call_id"])) == audio
+    finally:
+        await env.node.stop()
+
+
+async def test_wrong_password_fails_for_the_client_too(node_env: NodeEnv):
+    with pytest.raises(CallFailed, match="403"):
+        await place_call(options(node_env, password="wrong-password-123", audio=b"\xff" * 160))
+
+
+SIP_LIKE = st.one_of(
+    st.binary(max_size=3000),
+    st.builds(
+        lambda head, junk: head + junk,
+        st.sampled_from(
+            [
+                b"INVITE sip:a@b SIP/2.0\r\n",
+                b"SIP/2.0 200 OK\r\n",
+                b"OPTIONS * SIP/2.0\r\nVia: ",
+                b"BYE sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
+            ]
+        ),
+        st.binary(max_size=2000),
+    ),  # fmt: skip
+)
+
+
+async def test_hostile_datagrams_never_take_the_node_down(node_env: NodeEnv):
+    port = node_env.settings.ingest.sip_port
+    sent: list[bytes] = []
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(SIP_LIKE)
+    def collect(data: bytes) -> None:
+        sent.append(data)
+
+    collect()
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    for data in sent:
+        await loop.sock_sendto(sock, data[:65000], ("127.0.0.1", port))
+    huge = b"OPTIONS sip:x SIP/2.0\r\n" + b"X-Pad: " + b"a" * 60000 + b"\r\n\r\n"
+    await loop.sock_sendto(sock, huge, ("127.0.0.1", port))
+    # the node still answers, and still takes calls
+    audio = encode_g711(sine_pcm16(440, 400), "PCMU")
+    assert (await place_call(options(node_env, audio=audio))).status == 200
+    sock.close()
+
+
+async def test_hostile_stream_is_closed_with_400(node_env: NodeEnv):
+    reader, writer = await asyncio.open_connection("127.0.0.1", node_env.settings.ingest.sip_port)
+    writer.write(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: banana\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(1000), 5)
+    assert data.startswith(b"SIP/2.0 400")
+    assert await asyncio.wait_for(reader.read(1000), 5) == b""  # closed
+    writer.close()
