@@ -33,6 +33,7 @@ import json
 import multiprocessing as mp
 import os
 import socket
+import struct
 import sys
 import termios
 import time
@@ -70,12 +71,12 @@ def sender_worker(conn: Connection) -> None:
         msg = conn.recv()
         if msg is None:
             return
-        dests, duration, start_at, key, batched = msg
+        dests, duration, start_at, key, batched, slots = msg
         srtp = SrtpSender(key) if key is not None else None
         if batched and _Mmsg.available():
-            conn.send(_Mmsg(dests, srtp).run(duration, start_at))
+            conn.send(_Mmsg(dests, srtp, slots).run(duration, start_at))
         else:
-            conn.send(run_load(dests, duration, start_at=start_at, srtp=srtp))
+            conn.send(run_load(dests, duration, start_at=start_at, srtp=srtp, slots=slots))
 
 
 class _Mmsg:
@@ -90,7 +91,9 @@ class _Mmsg:
     def available() -> bool:
         return sys.platform == "linux"
 
-    def __init__(self, dests: list[tuple[str, int]], srtp: SrtpSender | None) -> None:
+    def __init__(
+        self, dests: list[tuple[str, int]], srtp: SrtpSender | None, slots: int = SLOTS
+    ) -> None:
         import ctypes
         import secrets
         from ctypes import POINTER, Structure, c_char, c_int, c_size_t, c_uint, c_uint32, c_void_p
@@ -124,14 +127,17 @@ class _Mmsg:
         self.libc = ctypes.CDLL(None, use_errno=True)
         self.libc.sendmmsg.argtypes = (c_int, c_void_p, c_uint, c_int)
         self.srtp = srtp
+        self.slots = slots
         n = len(dests)
         self.n = n
         self.size = 12 + self.PAYLOAD + (10 if srtp else 0)
         self.addrs = (SockaddrIn * n)()
-        self.bufs = [(c_char * self.size)() for _ in range(n)]
+        # one pool for every leg's packet, written in place with struct.pack_into / slicing
+        self.pool = bytearray(n * self.size)
+        pool_addr = ctypes.addressof(c_char.from_buffer(self.pool))
         self.iovs = (Iovec * n)()
         # legs sorted by slot, so each sub-slot is one contiguous run of the message array
-        self.order = [i for s in range(self.SLOTS) for i in range(s, n, self.SLOTS)]
+        self.order = [i for s in range(slots) for i in range(s, n, slots)]
         self.msgs = (Mmsghdr * n)()
         self.msg_size = ctypes.sizeof(Mmsghdr)
         loopback = int.from_bytes(socket.inet_aton("127.0.0.1"), "little")
@@ -141,7 +147,7 @@ class _Mmsg:
             self.addrs[i].family = socket.AF_INET
             self.addrs[i].port = socket.htons(port)
             self.addrs[i].addr = loopback
-            self.iovs[i].base = ctypes.addressof(self.bufs[i])
+            self.iovs[i].base = pool_addr + i * self.size
             self.iovs[i].len = self.size
             self.msgs[k].hdr.name = ctypes.addressof(self.addrs[i])
             self.msgs[k].hdr.namelen = ctypes.sizeof(SockaddrIn)
@@ -150,28 +156,32 @@ class _Mmsg:
         self.seq0 = [secrets.randbits(16) for _ in range(n)]
         self.ts0 = [secrets.randbits(32) for _ in range(n)]
         self.ssrc = [secrets.randbits(32) for _ in range(n)]
+        for i in range(n):
+            off = i * self.size
+            self.pool[off : off + 12] = struct.pack("!BBHII", 0x80, 0, 0, 0, self.ssrc[i])
+            self.pool[off + 12 : off + 12 + self.PAYLOAD] = b"\xff" * self.PAYLOAD
         self.bounds = []
         k = 0
-        for s in range(self.SLOTS):
-            count = len(range(s, n, self.SLOTS))
+        for s in range(slots):
+            count = len(range(s, n, slots))
             self.bounds.append((k, count))
             k += count
 
     def run(self, duration: float, start_at: float) -> LoadReport:
-        import struct
-
         ctypes, libc = self.ctypes, self.libc
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
         fd = sock.fileno()
+        seq_ts = struct.Struct("!HI")
+        pack_into = seq_ts.pack_into
         header = struct.Struct("!BBHII")
         payload = b"\xff" * self.PAYLOAD
         base = ctypes.addressof(self.msgs)
-        order, bufs = self.order, self.bufs
+        order, pool, size = self.order, self.pool, self.size
         seq0, ts0, ssrc = self.seq0, self.ts0, self.ssrc
         protect = self.srtp.protect if self.srtp is not None else None
         sent, tick, max_lag = 0, 0, 0.0
-        period, slot_len = 0.02, 0.02 / self.SLOTS
+        period, slot_len = 0.02, 0.02 / self.slots
         end = start_at + duration
         try:
             while start_at + tick * period < end:
@@ -185,19 +195,13 @@ class _Mmsg:
                         max_lag = lag
                     for k in range(first, first + count):
                         i = order[k]
-                        pkt = (
-                            header.pack(
-                                0x80,
-                                0,
-                                (seq0[i] + tick) & 0xFFFF,
-                                (ts0[i] + tick * 160) & 0xFFFFFFFF,
-                                ssrc[i],
-                            )
-                            + payload
-                        )
-                        if protect is not None:
-                            pkt = protect(pkt)
-                        bufs[i][:] = pkt
+                        seq = (seq0[i] + tick) & 0xFFFF
+                        ts = (ts0[i] + tick * 160) & 0xFFFFFFFF
+                        if protect is None:
+                            pack_into(pool, i * size + 2, seq, ts)
+                        else:
+                            plain = header.pack(0x80, 0, seq, ts, ssrc[i]) + payload
+                            pool[i * size : (i + 1) * size] = protect(plain)
                     done = 0
                     while done < count:
                         r = libc.sendmmsg(
@@ -314,6 +318,7 @@ async def run_step(
     alloc: RtpPortAllocator,
     srtp: bool,
     batched: bool,
+    slots: int,
 ) -> tuple[int, int, int, float, LoadReport, int]:
     loop = asyncio.get_running_loop()
     socks = [alloc.bind(HOST) for _ in range(legs)]
@@ -350,7 +355,7 @@ async def run_step(
                 closers.append(rx.close)
         dests = [(HOST, port) for port in ports]
         start_at = time.monotonic() + LEAD_S + legs / 20000  # pickling the address list
-        conn.send((dests, step_s, start_at, key, batched))
+        conn.send((dests, step_s, start_at, key, batched, slots))
         report_f = loop.run_in_executor(None, conn.recv)
 
         def total() -> int:
@@ -390,7 +395,7 @@ def measure(
         factory = uvloop.new_event_loop
     with asyncio.Runner(loop_factory=factory) as runner:
         sent, received, eventually, cpu, report, chunks = runner.run(
-            run_step(mode, legs, args.step_s, conn, alloc, args.srtp, not args.sendto)
+            run_step(mode, legs, args.step_s, conn, alloc, args.srtp, not args.sendto, args.slots)
         )
     loss = 1 - received / sent if sent else 1.0
     late_ms = (report.elapsed_s - args.step_s) * 1000
@@ -466,6 +471,9 @@ def main() -> None:
     parser.add_argument("--srtp", action="store_true", help="SRTP on every leg (media mode)")
     parser.add_argument("--refine", type=int, default=2, help="bisection steps after a failure")
     parser.add_argument("--port-base", type=int, default=40000)
+    parser.add_argument(
+        "--slots", type=int, default=20, help="sub-slots per 20 ms tick the legs are spread over"
+    )
     parser.add_argument(
         "--sendto",
         action="store_true",

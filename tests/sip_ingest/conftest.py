@@ -41,7 +41,7 @@ class NodeEnv:
 def node_settings(base: Settings, tmp: Path, **ingest: object) -> Settings:
     settings = isolated_settings(base, tmp)
     # RTP ports below the kernel's ephemeral range, away from the test stack's ports
-    rtp_min = 22000 + 2 * random.randrange(0, 2500)  # noqa: S311
+    rtp_min = 22000 + 2 * random.randrange(0, 2500)
     sip_port = free_udp_port()
     while True:  # UDP and TCP share the SIP port number
         try:

@@ -127,7 +127,7 @@ SIP_LIKE = st.one_of(
             ]
         ),
         st.binary(max_size=2000),
-    ),  # fmt: skip
+    ),
 )
 
 
