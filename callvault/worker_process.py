@@ -30,11 +30,23 @@ class WorkerProcessError(CallvaultError):
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Path, argv: list[str] | None = None) -> None:
+    """A Callvault service as a child process: the stream worker by default."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        argv: list[str] | None = None,
+        *,
+        health_url: str | None = None,
+    ) -> None:
         self.settings = settings
         self.log_path = log_path
         #: what to run; the default is the real worker, the benchmark swaps in a baseline app
         self.argv = argv or [sys.executable, "-m", "callvault", "worker", "run"]
+        self.health_url = health_url or (
+            f"http://{settings.worker.web_host}:{settings.worker.web_port}/healthz"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -57,8 +69,8 @@ class WorkerProcess:
             return "(no log)"
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> None:
-        """Return once /healthz says the runtime is up (workspace view loaded, schema ensured)."""
-        url = f"http://{self.settings.worker.web_host}:{self.settings.worker.web_port}/healthz"
+        """Return once /healthz answers 200 (the worker: workspace view loaded, schema ensured)."""
+        url = self.health_url
         deadline = time.monotonic() + timeout_s
         while True:
             if self.proc is None or self.proc.poll() is not None:
@@ -152,3 +164,14 @@ async def wait_caught_up(
             lag = {f"{tp.topic}[{tp.partition}]": ends[tp] - committed[tp] for tp in ends}
             raise WorkerProcessError(f"not caught up after {timeout_s}s; lag {lag}")
         await asyncio.sleep(0.25)
+
+
+def ingest_node_process(settings: Settings, log_path: Path) -> WorkerProcess:
+    """The SIP ingest node as a child process, healthy once its agent API answers."""
+    cfg = settings.ingest
+    return WorkerProcess(
+        settings,
+        log_path,
+        [sys.executable, "-m", "callvault", "ingest", "run"],
+        health_url=f"http://{cfg.api_host}:{cfg.api_port}/healthz",
+    )

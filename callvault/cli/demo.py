@@ -1,22 +1,29 @@
-"""``callvault demo``: the whole slice on the local stack, ending with where the data landed."""
+"""``callvault demo``: a real SIP call through the whole pipeline, ending with where it landed.
+
+Stack up -> topics -> workspace -> trunk credential -> stream worker + SIP ingest node ->
+``callvault call`` places a call with digest auth and streams a tone as RTP -> the node
+publishes metadata and audio -> the worker seals the metadata and writes ClickHouse rows.
+"""
 
 from __future__ import annotations
 
-import random
+import asyncio
+import time
+from datetime import UTC, datetime
 
 import click
 
-from callvault.analytics_client import AnalyticsQueryError, query
+from callvault.analytics_client import AnalyticsQueryError, QueryResult, query
 from callvault.cli.asyncrun import run
 from callvault.cli.main import get_settings
-from callvault.cli.output import emit_table
+from callvault.control.trunks import IssuedCredential, TrunkDirectory
 from callvault.control.workspaces import WorkspaceDirectory
-from callvault.errors import ControlError
+from callvault.errors import CallvaultError, ControlError
 from callvault.settings import Settings
-from callvault.simulate import publish_events, simulated_calls
 from callvault.topics import Topics, ensure_topics
-from callvault.worker_process import WorkerProcess, wait_caught_up
-from streams.app import app_id
+from callvault.worker_process import WorkerProcess, ingest_node_process
+
+DEMO_TRUNK = "demo-pbx"
 
 
 def _say(msg: str) -> None:
@@ -25,11 +32,25 @@ def _say(msg: str) -> None:
 
 @click.command()
 @click.option("--workspace", "workspace_id", default="demo-eu", show_default=True)
-@click.option("--calls", type=click.IntRange(1, 10_000), default=5, show_default=True)
-@click.option("--keep-worker", is_flag=True, help="Leave the stream worker running afterwards.")
+@click.option(
+    "--calls",
+    type=click.IntRange(1, 100),
+    default=1,
+    show_default=True,
+    help="Number of SIP calls to place, one after the other.",
+)
+@click.option(
+    "--seconds",
+    type=click.FloatRange(0.5, 600),
+    default=3.0,
+    show_default=True,
+    help="Audio length of each call.",
+)
+@click.option("--keep-running", is_flag=True, help="Leave the worker and ingest node running.")
 @click.pass_context
-def demo(ctx: click.Context, workspace_id: str, calls: int, keep_worker: bool) -> None:
-    """Start the stack, create a workspace, push call events through the pipeline, show rows."""
+def demo(ctx: click.Context, workspace_id: str, calls: int, seconds: float,
+         keep_running: bool) -> None:  # fmt: skip
+    """Place real SIP calls through ingest -> streams -> ClickHouse and show where data landed."""
     from callvault.devstack import stack
 
     settings = get_settings(ctx)
@@ -39,63 +60,145 @@ def demo(ctx: click.Context, workspace_id: str, calls: int, keep_worker: bool) -
     _say("ensuring topics")
     run(ensure_topics(settings))
     run(_ensure_workspace(settings, workspace_id))
+    cred = run(_fresh_credential(settings, workspace_id))
+    _say(f"trunk {DEMO_TRUNK}: username {cred.credential.username} (password issued for this run)")
 
-    worker: WorkerProcess | None = None
+    started: list[WorkerProcess] = []
+    try:
+        started += _ensure_services(settings)
+        since = datetime.now(UTC)
+        sip_ids = []
+        for n in range(calls):
+            _say(
+                f"placing SIP call {n + 1}/{calls} to {settings.ingest.advertised_host}:"
+                f"{settings.ingest.sip_port} (UDP, digest auth, {seconds:.0f} s of PCMU audio)"
+            )
+            sip_ids.append(_place(settings, cred, seconds))
+        rows = _wait_for_rows(settings, workspace_id, since, calls)
+        click.echo(f"Rows in {settings.clickhouse.database}.calls (workspace {workspace_id}):")
+        for row in rows.rows:
+            for name, value in zip(rows.columns, row, strict=True):
+                click.echo(f"  {name:<11} {value}")
+            click.echo("")
+        audio = run(_audio_summary(settings, [r[0] for r in rows.rows]))
+        topics = Topics(settings)
+        click.echo("Where it landed:")
+        click.echo(f"  SIP signalling   ingest node {settings.ingest.sip_host}:"
+                   f"{settings.ingest.sip_port} (calls {', '.join(sip_ids)})")  # fmt: skip
+        click.echo(f"  call metadata    Kafka {settings.kafka.bootstrap} topic "
+                   f"{topics.ingest_metadata} -> sealed by the worker into "
+                   f"{topics.sealed_metadata}")  # fmt: skip
+        for call_id, (chunks, size) in audio.items():
+            click.echo(f"  call audio       topic {topics.name('ingest.audio')}: call "
+                       f"{call_id[:8]}: {chunks} chunks, {size} bytes of G.711")  # fmt: skip
+        click.echo(f"  analytics rows   {settings.clickhouse_dsn.split('@')[-1]} "
+                   f"tables {settings.clickhouse.database}.calls and .call_events")  # fmt: skip
+        click.echo(f"  audit events     topic {topics.audit_events} (trunk credential issued)")
+        click.echo(f"  dead letters     topic {topics.deadletter_metadata}")
+    finally:
+        if not keep_running:
+            for proc in reversed(started):
+                _say(f"stopping {proc.argv[3]}")
+                proc.stop()
+
+
+def _ensure_services(settings: Settings) -> list[WorkerProcess]:
+    started = []
     try:
         query(settings, "SELECT 1")
-        _say("a worker is already running; using it")
+        _say("a stream worker is already running; using it")
     except AnalyticsQueryError:
         _say("starting the stream worker")
         worker = WorkerProcess(settings, settings.home / "logs" / "demo-worker.log")
         worker.start()
+        started.append(worker)
         run(worker.wait_healthy())
+    node = ingest_node_process(settings, settings.home / "logs" / "demo-ingest.log")
+    if _answers(node.health_url):
+        _say("an ingest node is already running; using it")
+    else:
+        _say("starting the SIP ingest node")
+        node.start()
+        started.append(node)
+        run(node.wait_healthy())
+    return started
+
+
+def _answers(url: str) -> bool:
+    from callvault.worker_process import _answers_200
+
+    return _answers_200(url)
+
+
+def _place(settings: Settings, cred: IssuedCredential, seconds: float) -> str:
+    from sip_ingest.client import CallFailed, CallOptions, place_call
+    from sip_ingest.media.wav import encode_g711, sine_pcm16
+
+    opts = CallOptions(
+        host=settings.ingest.advertised_host,
+        port=settings.ingest.sip_port,
+        username=cred.credential.username,
+        password=cred.password,
+        caller="+447700900123",
+        callee="agent-1",
+        audio=encode_g711(sine_pcm16(440, int(seconds * 1000)), "PCMU"),
+    )
     try:
-        batch = list(
-            simulated_calls(workspace_id, calls, seed=random.SystemRandom().randint(0, 2**31))
-        )
-        events = [ev for c in batch for ev in c.events]
-        _say(f"publishing {len(events)} call events ({calls} calls) to ingest.metadata")
-        run(publish_events(settings, events))
-        topics = Topics(settings)
-        run(
-            wait_caught_up(
-                settings,
-                app_id(settings),
-                [topics.ingest_metadata, topics.sealed_metadata],
-                worker=worker,
-            )
-        )
-        # The ids are UUIDs this command generated; nothing user-typed reaches the SQL.
-        ids = ", ".join(f"'{c.call_id}'" for c in batch)
-        db = settings.clickhouse.database
-        sql = f"SELECT substring(call_id, 1, 8) AS call, region, state, caller_number_masked AS caller, intDiv(duration_ms, 1000) AS secs, end_reason, toDate(expires_at) AS expires FROM {db}.calls FINAL WHERE call_id IN ({ids}) ORDER BY call_id"  # noqa: S608, E501
-        res = query(settings, sql)
-        emit_table(
-            f"{settings.clickhouse.database}.calls (workspace {workspace_id})",
-            res.columns,
-            res.rows,
-        )
-        click.echo("Where it landed:")
-        click.echo(
-            f"  raw events     Kafka {settings.kafka.bootstrap} topic {topics.ingest_metadata}"
-        )
-        click.echo(
-            f"  sealed events  Kafka {settings.kafka.bootstrap} topic {topics.sealed_metadata}"
-        )
-        click.echo(
-            f"  analytics rows {settings.clickhouse_dsn.split('@')[-1]} "
-            f"tables {settings.clickhouse.database}.calls, .call_events "
-            f"({len(res.rows)} calls shown)"
-        )
-        click.echo(f"  dead letters   Kafka topic {topics.deadletter_metadata}")
-        click.echo(
-            'Query more: callvault query "SELECT ... FROM callvault.calls FINAL" '
-            "(while a worker runs)"
-        )
+        outcome = asyncio.run(place_call(opts))
+    except CallFailed as exc:
+        raise CallvaultError(f"the demo call failed: {exc}") from None
+    click.echo(f"    sent {opts.audio and len(opts.audio) // 160} RTP packets; BYE answered "
+               f"{outcome.status}", err=True)  # fmt: skip
+    return outcome.sip_call_id
+
+
+def _wait_for_rows(settings: Settings, workspace_id: str, since: datetime, n: int) -> QueryResult:
+    """Poll until the worker has written the ENDED rows of the demo's calls (bounded)."""
+    db = settings.clickhouse.database
+    # workspace_id was validated by the control plane (a plain identifier); the rest is ours
+    where = (
+        f"workspace_id = '{workspace_id}' AND trunk_id = '{DEMO_TRUNK}' AND state = 'ENDED' "
+        f"AND call_started_at >= toDateTime64('{since:%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
+    )
+    columns = (
+        "call_id, region, state, trunk_id, agent_id, caller_number_masked AS caller, "
+        "intDiv(duration_ms, 1000) AS secs, end_reason, toDate(expires_at) AS expires"
+    )
+    sql = f"SELECT {columns} FROM {db}.calls FINAL WHERE {where} ORDER BY call_started_at"  # noqa: S608
+    deadline = time.monotonic() + 90
+    while True:
+        rows = query(settings, sql)
+        if len(rows.rows) >= n or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.5)
+
+
+async def _audio_summary(settings: Settings, call_ids: list[str]) -> dict[str, tuple[int, int]]:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from callvault.topics import topic_partitions
+    from schemas.codec import get_codec
+
+    topic = Topics(settings).name("ingest.audio")
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    await consumer.start()
+    out = {c: (0, 0) for c in call_ids}
+    try:
+        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        codec = get_codec()
+        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
+            for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                for m in msgs:
+                    if m.key is not None and m.key.decode() in out and m.value:
+                        chunk = codec.decode("AudioChunk", m.value)
+                        n, size = out[chunk["call_id"]]
+                        out[chunk["call_id"]] = (n + 1, size + len(chunk["payload"]))
     finally:
-        if worker is not None and not keep_worker:
-            _say("stopping the demo worker")
-            worker.stop()
+        await consumer.stop()
+    return out
 
 
 async def _ensure_workspace(settings: Settings, workspace_id: str) -> None:
@@ -105,7 +208,15 @@ async def _ensure_workspace(settings: Settings, workspace_id: str) -> None:
             _say(f"workspace {workspace_id} exists (region {policy.region})")
         except ControlError:
             policy = await d.create(workspace_id, region=settings.region)
-            _say(
-                f"created workspace {workspace_id} (region {policy.region}, "
-                f"retention {policy.retention_days} days)"
-            )
+            _say(f"created workspace {workspace_id} (region {policy.region}, "
+                 f"retention {policy.retention_days} days)")  # fmt: skip
+
+
+async def _fresh_credential(settings: Settings, workspace_id: str) -> IssuedCredential:
+    """The password is shown once, so every demo run issues (or rotates to) a new one."""
+    async with TrunkDirectory(settings) as trunks:
+        try:
+            trunks.active(DEMO_TRUNK)
+        except ControlError:
+            return await trunks.create(workspace_id, DEMO_TRUNK)
+        return await trunks.rotate(DEMO_TRUNK)

@@ -80,20 +80,29 @@ class DtmfEvent:
 
 @dataclass(frozen=True, slots=True)
 class LegStats:
-    """A point-in-time copy of a leg's counters, for metadata records and metrics."""
+    """A point-in-time copy of a leg's counters, for metadata records and metrics.
+
+    Loss follows RFC 3550 6.4.1 so it compares with what phones and SBCs report: a packet that
+    arrived too late for the audio still counts as received (it is in ``late``), and duplicates
+    do not make up for lost packets.
+    """
 
     packets_received: int
+    """Packets past SRTP and the source check, duplicates and late ones included."""
     packets_expected: int
     packets_lost: int
     duplicates: int
     late: int
+    """Arrived after the reorder window gave up on them; not in the audio."""
     reordered: int
+    """Arrived after a later packet but in time, and were put back in order."""
     jitter_ms: float
     audio_packets: int
     audio_bytes: int
     chunks_emitted: int
     missing_in_chunks: int
     gaps_skipped: int
+    """Sequence numbers the audio moved past without (lost, late, or a lost DTMF packet)."""
     ssrc_changes: int
     resyncs: int
     dtmf_events: int
