@@ -4,22 +4,29 @@
                                 [--modes raw,media] [--srtp] [--refine 2] [--json out.json]
 
 Each leg is one UDP socket on 127.0.0.1 receiving 50 packets/s of 160-byte G.711 (20 ms), as an
-ingest node sees a call leg. The load comes from a separate process (``sip_ingest.media.sender.
-run_load``), so the sender does not share the receiver's GIL; it spreads the legs evenly over
-1 ms sub-slots of each 20 ms tick.
+ingest node sees a call leg. The load comes from a separate process so the sender does not share
+the receiver's GIL. It spreads the legs over ``--slots`` sub-slots of each 20 ms tick and sends
+each sub-slot with one ``sendmmsg(2)`` (``--sendto``: ``sip_ingest.media.sender.run_load``'s
+one ``sendto`` per packet, which on 2 cores becomes the limit first).
 
 Modes, on the same kind of sockets (non-blocking, 1 MiB SO_RCVBUF, one ``add_reader`` each):
-- raw:      drain with ``recvfrom_into`` into a 2 KiB buffer and count -- no parsing; the ceiling
-            of any Python receiver on this loop;
+- raw:      drain with ``recvfrom_into`` into a 2 KiB buffer until EAGAIN and count; no parsing.
+            The ceiling of any Python receiver on this loop (the baseline);
 - media:    the real path: ``RtpReceiver`` (latching, optional SRTP) -> ``LegState`` (sequence,
             reorder, jitter, DTMF, chunking) -> Avro-encode every ``AudioChunk``;
-- protocol: asyncio's stock ``DatagramProtocol`` counting datagrams, for reference.
+- protocol: asyncio's stock ``DatagramProtocol`` counting datagrams, for reference;
+- rawonce / rawpeek: raw with one read per wake-up / with a FIONREAD check instead of the EAGAIN
+            exception, to compare drain strategies.
 
-A step passes when at most 0.1% of the packets sent in its window were processed by the window's
-end + 50 ms. Counting at that deadline, not after draining, matters: each socket buffers ~26 s of
-its leg, so a receiver that falls behind would otherwise look loss-free for the whole step.
-"never" is what had still not arrived one second later (kernel drops). Legs step up until a step
-fails, then ``--refine`` bisects between the last pass and the first failure.
+A step passes when at most 0.1% of the packets sent were processed by the time the sender
+finished + 50 ms. Counting at that deadline, not after draining, matters: each socket buffers
+~26 s of its leg, so a receiver that falls behind would otherwise look loss-free for the whole
+step. "never" is what had still not arrived one second later (kernel drops). A step whose sender
+delivered under 99% of the target rate is reported as sender-bound: it measured the sender, and
+the search stops there ("at least N"). On a VM the sender's cost per packet depends on the
+receiver: every packet that finds the receiver asleep in epoll pays a cross-CPU wake-up, so an
+idle (fast) receiver slows the sender down -- the raw baseline hits that first. Legs step up until
+a step fails, then ``--refine`` bisects between the last pass and the first failure.
 """
 
 from __future__ import annotations
@@ -56,8 +63,8 @@ HOST = "127.0.0.1"
 LOSS_LIMIT = 0.001
 GRACE_S = 0.05
 LEAD_S = 0.5
-#: The sender finishing later than this after the scheduled end voids a step.
-SENDER_LATE_MS = 10.0
+#: A step whose sender delivered less than this share of the target rate measured the sender.
+MIN_OFFERED = 0.99
 DEFAULT_STEPS = (100, 200, 400, 800, 1200, 1600, 2000, 2400, 3200, 4000, 4800)
 
 
@@ -307,7 +314,7 @@ class StepResult:
     chunks: int
     sender_late_ms: float
     passed: bool | None
-    """None: the sender could not deliver the load on schedule, so the step measured nothing."""
+    """None: the sender delivered under 99% of the target rate, so the step measured the sender."""
 
 
 async def run_step(
@@ -363,12 +370,14 @@ async def run_step(
 
         gc.collect()
         await asyncio.sleep(max(0.0, start_at - 0.1 - time.monotonic()))
-        cpu0 = time.process_time()
+        cpu0, wall0 = time.process_time(), time.monotonic()
         base = total()  # before the first packet: 0 unless something else sends to us
-        await asyncio.sleep(max(0.0, start_at + step_s + GRACE_S - time.monotonic()))
-        received = total() - base
-        cpu = (time.process_time() - cpu0) / (step_s + GRACE_S + 0.1)
+        # The deadline follows the sender's real finish (its report), so a sender running a
+        # little late does not read as receiver loss.
         report: LoadReport = await report_f
+        await asyncio.sleep(max(0.0, report.finished_at + GRACE_S - time.monotonic()))
+        received = total() - base
+        cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
         await asyncio.sleep(1.0)
         eventually = total() - base
         return report.packets_sent, received, eventually, cpu, report, chunks
@@ -399,6 +408,7 @@ def measure(
         )
     loss = 1 - received / sent if sent else 1.0
     late_ms = (report.elapsed_s - args.step_s) * 1000
+    offered = report.packets_per_second / (legs * 50)
     res = StepResult(
         loop=loop_name,
         mode=mode,
@@ -413,7 +423,7 @@ def measure(
         sender_lag_ms=report.max_lag_ms,
         chunks=chunks,
         sender_late_ms=late_ms,
-        passed=None if late_ms > SENDER_LATE_MS else loss <= LOSS_LIMIT,
+        passed=None if offered < MIN_OFFERED else loss <= LOSS_LIMIT,
     )
     print(
         f"{res.loop:8s} {res.mode:8s} {res.legs:6d} {res.legs * 50:9d} {res.sent:9d} "
