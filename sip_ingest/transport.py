@@ -155,4 +155,4 @@ class StreamServer:
 
 def bad_request(request: SipRequest, error: SipError) -> bytes:
     """A response to a request the call layer refused (status taken from the error)."""
-    return make_response(request, error.status, str(error)[:100] or None).to_bytes()
+    return make_response(request, error.status, error.reason).to_bytes()

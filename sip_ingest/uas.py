@@ -175,7 +175,7 @@ class IngestUAS:
             extra = {}
             if isinstance(exc, UnsupportedExtension):
                 extra["Unsupported"] = ", ".join(exc.option_tags)
-            self._respond(msg, source, exc.status, str(exc)[:80] or None, headers=extra)
+            self._respond(msg, source, exc.status, exc.reason, headers=extra)
 
     # -- CallRegistry (the agent API looks calls up here) -------------------------------------
 
