@@ -54,8 +54,9 @@ async def revocations(n: int) -> list[float]:
                 await view.sync()
                 t0 = time.perf_counter()
                 await trunks.revoke(f"t{i}")
-                while (c := view.get(issued.credential.username)) is None or c.active:
-                    await asyncio.sleep(0.001)  # noqa: ASYNC110 (the measurement itself: 1 ms resolution)
+                # polled at 1 ms on purpose: this loop is the measurement
+                while (c := view.get(issued.credential.username)) is None or c.active:  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
                 out.append(time.perf_counter() - t0)
     finally:
         await view.stop()
