@@ -27,6 +27,7 @@ from sip_ingest.sip.message import (
     SipRequest,
     SipResponse,
     StreamFramer,
+    make_response,
     parse_message,
     parse_name_addr,
 )
@@ -304,7 +305,7 @@ async def place_call(opts: CallOptions) -> CallOutcome:
             *(s.send(p, paced=opts.paced) for s, p in zip(senders, payloads, strict=True))
         )
         if opts.hold_s:
-            await asyncio.sleep(opts.hold_s)
+            await _hold(dialog, opts.hold_s)
         dialog.cseq += 1
         bye, _ = dialog.request("BYE")
         data = bye.to_bytes()
@@ -320,6 +321,20 @@ async def place_call(opts: CallOptions) -> CallOutcome:
         for s in rtp_socks:
             s.close()
         await channel.close()
+
+
+async def _hold(dialog: _Dialog, seconds: float) -> None:
+    """Stay on the line without media; if the node hangs up meanwhile, answer its BYE."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while (remaining := deadline - loop.time()) > 0:
+        try:
+            msg = await asyncio.wait_for(dialog.ch.queue.get(), remaining)
+        except TimeoutError:
+            return
+        if isinstance(msg, SipRequest) and msg.method == "BYE":
+            dialog.ch.send(make_response(msg, 200).to_bytes())
+            raise CallFailed("the node ended the call")
 
 
 async def _invite(dialog: _Dialog, body: bytes, ctype: str, extra: dict[str, str]) -> SipResponse:

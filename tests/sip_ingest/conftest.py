@@ -3,8 +3,6 @@ topic prefix, ports, workspace and trunk credential."""
 
 from __future__ import annotations
 
-import random
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +15,10 @@ from callvault.control.workspaces import WorkspaceDirectory
 from callvault.settings import Settings
 from callvault.topics import ensure_topics
 from sip_ingest.node import IngestNode
-from tests.streams.conftest import free_port, isolated_settings
+from tests.ports import free_port, rtp_port_range
+from tests.streams.conftest import isolated_settings
 
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_udp_port = free_port  # sipp's signalling and media ports
 
 
 @dataclass
@@ -40,24 +35,15 @@ class NodeEnv:
 
 def node_settings(base: Settings, tmp: Path, **ingest: object) -> Settings:
     settings = isolated_settings(base, tmp)
-    # RTP ports below the kernel's ephemeral range, away from the test stack's ports
-    rtp_min = 22000 + 2 * random.randrange(0, 2500)
-    sip_port = free_udp_port()
-    while True:  # UDP and TCP share the SIP port number
-        try:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", sip_port))
-            break
-        except OSError:
-            sip_port = free_udp_port()
+    rtp_min, rtp_max = rtp_port_range()
     return settings.model_copy(
         update={
             "ingest": settings.ingest.model_copy(
                 update={
-                    "sip_port": sip_port,
+                    "sip_port": free_port(),  # UDP and TCP
                     "api_port": free_port(),
                     "rtp_port_min": rtp_min,
-                    "rtp_port_max": rtp_min + 60,
+                    "rtp_port_max": rtp_max,
                     "journal_dir": tmp / "journal",
                     "nonce_secret": SecretStr("test-nonce-secret-0123456789"),
                     # sipp answers only the first challenge and only knows MD5

@@ -161,3 +161,17 @@ async def test_hostile_stream_is_closed_with_400(node_env: NodeEnv):
     assert data.startswith(b"SIP/2.0 400")
     assert await asyncio.wait_for(reader.read(1000), 5) == b""  # closed
     writer.close()
+
+
+async def test_silent_call_is_ended_by_the_rtp_inactivity_timer(stack_settings, tmp_path):
+    env = await start_node(node_settings(stack_settings, tmp_path, rtp_inactivity_s=1.0), tmp_path)
+    try:
+        audio = encode_g711(sine_pcm16(440, 200), "PCMU")
+        with pytest.raises(CallFailed, match="the node ended the call"):
+            # 200 ms of audio, then silence on the line: the node must hang up by itself
+            await place_call(options(env, audio=audio, hold_s=10.0, timeout_s=15.0))
+        ended = (await call_events(env))[-1]
+        assert ended["kind"] == "ENDED" and ended["end_reason"] == "MEDIA_TIMEOUT"
+        assert env.node.uas.calls == {}
+    finally:
+        await env.node.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,12 +13,7 @@ from callvault.settings import Settings
 from callvault.topics import ensure_topics
 from callvault.worker_process import WorkerProcess
 from streams.app import app_id
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 def isolated_settings(base: Settings, tmp: Path, **worker: object) -> Settings:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import time
 import uuid
 from collections import defaultdict
@@ -18,14 +17,9 @@ from callvault.devstack import kafka as devkafka
 from callvault.errors import DevStackError
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
+from tests.ports import free_port
 
 INGEST_TOPICS = ("ingest.audio", "ingest.metadata", "ingest.transcript")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ingest_settings(base: Settings, tmp: Path, **ingest: Any) -> Settings:
