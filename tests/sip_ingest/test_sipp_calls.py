@@ -150,3 +150,29 @@ async def test_options_keepalive_needs_no_auth(node_env: NodeEnv):
         local_port=free_udp_port(), media_port=free_udp_port(), timeout_s=10,
     )  # fmt: skip
     assert result.returncode == 0, result.errors
+
+
+async def test_reinvite_to_hold_is_answered_recvonly(node_env: NodeEnv):
+    result = await run_sipp(
+        "uac_reinvite.xml", node_env.sip, node_env.workdir,
+        local_port=free_udp_port(), media_port=free_udp_port(),
+        placeholders=placeholders(node_env), timeout_s=20,
+    )  # fmt: skip
+    assert result.returncode == 0, result.errors + result.messages[-3000:]
+    events = await call_events(node_env)
+    assert [e["kind"] for e in events] == ["STARTED", "ANSWERED", "ENDED"]
+    assert events[-1]["end_reason"] == "CALLER_HANGUP"
+
+
+async def test_siprec_signalling_names_the_recorded_parties(node_env: NodeEnv):
+    result = await run_sipp(
+        "uac_siprec.xml", node_env.sip, node_env.workdir,
+        local_port=free_udp_port(), media_port=free_udp_port(),
+        placeholders=placeholders(node_env), timeout_s=20,
+    )  # fmt: skip
+    assert result.returncode == 0, result.errors + result.messages[-3000:]
+    events = await call_events(node_env)
+    ended = events[-1]
+    assert ended["kind"] == "ENDED" and ended["codec"] == "PCMA"
+    assert (ended["caller_number"], ended["callee_number"]) == ("+14155550100", "+14155550199")
+    assert "m=audio" in result.messages and "a=label:97" in result.messages

@@ -16,7 +16,7 @@ import pytest
 
 from sip_ingest.media.leg import Codec, LegState
 from sip_ingest.media.ports import RtpPortAllocator
-from sip_ingest.media.receiver import RtpReceiver
+from sip_ingest.media.receiver import DEFAULT_DRAIN, DrainMode, RtpReceiver
 from sip_ingest.media.rtp import build_rtp
 from sip_ingest.media.sender import DtmfPress, RtpSender
 from sip_ingest.media.srtp import SrtpReceiver, SrtpSender, new_master_key
@@ -52,9 +52,11 @@ def make_wav(tmp_path: Path, seconds: float, *, encoding: WavEncoding = "pcm16")
     return path
 
 
-async def round_trip(g711: bytes, *, codec: str, paced: bool) -> tuple[Chunks, LegState]:
+async def round_trip(
+    g711: bytes, *, codec: str, paced: bool, drain: DrainMode = DEFAULT_DRAIN
+) -> tuple[Chunks, LegState]:
     leg, chunks = new_leg()
-    rx = RtpReceiver.open(leg, LOCAL, 0)
+    rx = RtpReceiver.open(leg, LOCAL, 0, drain=drain)
     rx.start()
     sender = RtpSender(rx.local_address, codec=codec, start_seq=65500)  # type: ignore[arg-type]
     try:
@@ -94,6 +96,23 @@ async def test_g711_wav_is_sent_unchanged(tmp_path: Path) -> None:
     raw = wav_to_g711(path, "PCMU")
     chunks, _ = await round_trip(raw, codec="PCMU", paced=False)
     assert chunks.payload == raw
+
+
+@pytest.mark.parametrize("drain", ["once", "peek", "eagain"])
+async def test_every_drain_mode_delivers_a_burst_exactly(tmp_path: Path, drain: DrainMode) -> None:
+    g711 = wav_to_g711(make_wav(tmp_path, 4.0), "PCMA")
+    chunks, leg = await round_trip(g711, codec="PCMA", paced=False, drain=drain)
+    assert chunks.payload == g711
+    assert leg.stats().packets_lost == 0
+
+
+def test_unknown_drain_mode() -> None:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        with pytest.raises(ValueError):
+            RtpReceiver(new_leg()[0], sock, drain="all")  # type: ignore[arg-type]
+    finally:
+        sock.close()
 
 
 def test_round_trip_on_uvloop(tmp_path: Path) -> None:
