@@ -17,16 +17,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
 from callvault.audit import AuditLog, audit_event, cli_actor
+from callvault.control.directory import ControlDirectory
 from callvault.control.view import CompactedView
 from callvault.control.workspaces import WorkspaceDirectory
-from callvault.errors import ControlError, KafkaUnavailable
+from callvault.errors import ControlError
 from callvault.settings import Settings
 from callvault.topics import Topics
-from schemas.codec import get_codec
 from sip_ingest.sip.digest import ha1
 
 PASSWORD_LENGTH = 24
@@ -101,31 +98,12 @@ def trunk_view(settings: Settings) -> CompactedView[TrunkCredential]:
     )
 
 
-class TrunkDirectory:
+class TrunkDirectory(ControlDirectory[TrunkCredential]):
+    schema = "TrunkCredential"
+
     def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
-        self._settings = settings
-        self._view = trunk_view(settings)
+        super().__init__(settings, trunk_view(settings))
         self._actor = actor or cli_actor()
-        self._producer: AIOKafkaProducer | None = None
-        self._audit: AuditLog | None = None
-
-    async def __aenter__(self) -> TrunkDirectory:
-        await self._view.start()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka.bootstrap, acks="all", enable_idempotence=True
-        )
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._view.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
-        self._audit = AuditLog(self._settings, self._producer)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-        await self._view.stop()
 
     def list(self, workspace_id: str | None = None) -> list[TrunkCredential]:
         return sorted(
@@ -197,21 +175,12 @@ class TrunkDirectory:
         )
 
     async def _write(self, cred: TrunkCredential) -> None:
-        assert self._producer is not None
-        value = get_codec().encode("TrunkCredential", cred.to_record())
-        try:
-            await self._producer.send_and_wait(
-                self._view.topic, key=cred.username.encode(), value=value
-            )
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"could not write trunk credential: {exc}") from exc
-        await self._view.sync()
+        await self._put(cred.username, cred.to_record())
 
     async def _record(
         self, action: str, cred: TrunkCredential, region: str | None, **details: str
     ) -> None:
-        assert self._audit is not None
-        await self._audit.record(
+        await AuditLog(self._settings, self.producer).record(
             audit_event(
                 action,
                 actor_kind="USER",

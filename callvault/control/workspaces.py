@@ -12,14 +12,11 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-
+from callvault.control.directory import ControlDirectory
 from callvault.control.view import CompactedView
-from callvault.errors import ControlError, KafkaUnavailable
+from callvault.errors import ControlError
 from callvault.settings import Settings
 from callvault.topics import Topics
-from schemas.codec import get_codec
 
 MIN_RETENTION_DAYS = 7
 MAX_RETENTION_DAYS = 365
@@ -96,36 +93,17 @@ def workspace_view(settings: Settings) -> CompactedView[WorkspacePolicy]:
     )
 
 
-class WorkspaceDirectory:
+class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
     """Create, change and read workspace policies (what ``callvault workspace`` drives).
 
     Writes go through a read of the current view first so versions increase monotonically and
     ``create`` cannot silently overwrite an existing workspace.
     """
 
+    schema = "WorkspacePolicy"
+
     def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._view = workspace_view(settings)
-        self._producer: AIOKafkaProducer | None = None
-
-    async def __aenter__(self) -> WorkspaceDirectory:
-        await self._view.start()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka.bootstrap,
-            acks="all",
-            enable_idempotence=True,
-        )
-        try:
-            await self._producer.start()
-        except KafkaError as exc:
-            await self._view.stop()
-            raise KafkaUnavailable(f"cannot reach Kafka: {exc}") from exc
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-        await self._view.stop()
+        super().__init__(settings, workspace_view(settings))
 
     def list(self) -> list[WorkspacePolicy]:
         return sorted(
@@ -174,13 +152,5 @@ class WorkspaceDirectory:
 
     async def _write(self, policy: WorkspacePolicy) -> WorkspacePolicy:
         policy.validate(self._settings)
-        assert self._producer is not None
-        value = get_codec().encode("WorkspacePolicy", policy.to_record())
-        try:
-            await self._producer.send_and_wait(
-                self._view.topic, key=policy.workspace_id.encode(), value=value
-            )
-        except KafkaError as exc:
-            raise KafkaUnavailable(f"could not write workspace policy: {exc}") from exc
-        await self._view.sync()
+        await self._put(policy.workspace_id, policy.to_record())
         return policy
