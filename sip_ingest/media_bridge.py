@@ -40,6 +40,7 @@ class _Leg:
             self.receiver.set_srtp(SrtpReceiver(media.srtp_remote.key_salt))
 
     def close(self) -> None:
+        self.receiver.drain_pending()
         self.state.flush()
         self.receiver.close()
 

@@ -112,6 +112,7 @@ class RtpReceiver:
         remote: Address | None = None,
         srtp: SrtpReceiver | None = None,
         latch: bool = True,
+        drain: DrainMode = DEFAULT_DRAIN,
     ) -> RtpReceiver:
         """Bind a socket for ``leg``: on ``port``, or on a port taken from ``allocator``.
 
@@ -124,7 +125,9 @@ class RtpReceiver:
         else:
             sock = open_udp_socket(host, port, rcvbuf=rcvbuf)
             allocator = None
-        return cls(leg, sock, remote=remote, srtp=srtp, latch=latch, allocator=allocator)
+        return cls(
+            leg, sock, remote=remote, srtp=srtp, latch=latch, allocator=allocator, drain=drain
+        )
 
     # ---------------------------------------------------------------------------------------
 
@@ -179,6 +182,19 @@ class RtpReceiver:
         self._sock.close()
         if self._allocator is not None:
             self._allocator.release(port)
+
+    def drain_pending(self) -> None:
+        """Read every datagram already queued on the socket (call end).
+
+        With one read per wake-up, packets can still sit in the kernel buffer when the BYE is
+        handled (a burst sent just before hanging up); they are real audio of this call and
+        must reach the leg before its last chunk is cut.
+        """
+        while not self._closed:
+            self._read_eagain()  # up to MAX_DRAIN datagrams
+            fcntl.ioctl(self._fd, termios.FIONREAD, self._queued)
+            if not any(self._queued):
+                return
 
     def set_remote(self, remote: Address | None) -> None:
         """Adopt the address of a new SDP offer/answer (re-INVITE); the latch starts over."""

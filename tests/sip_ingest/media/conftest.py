@@ -53,7 +53,7 @@ def make_leg(clock: FakeClock, **kwargs: Any) -> tuple[LegState, Chunks]:
     return leg, chunks
 
 
-def audio(i: int, *, base_seq: int = 0, base_ts: int = 0, size: int = 160) -> bytes:
+def audio(i: int, *, size: int = 160) -> bytes:
     """Distinct, recognisable payload for packet ``i``."""
     return bytes((i * 7 + k) & 0xFF for k in range(size))
 
