@@ -81,6 +81,9 @@ class MediaBridge:
             audio_payload_types={media.payload_type: media.codec},  # type: ignore[dict-item]
             dtmf_payload_type=media.dtmf_payload_type,
             on_dtmf=on_dtmf,
+            # a chunk never spans a gap, so its RTP timestamp places every byte exactly and the
+            # recording sink can rebuild the call with silence where packets were lost
+            split_on_loss=True,
         )
         srtp = SrtpReceiver(media.srtp_remote.key_salt) if media.srtp_remote else None
         receiver = RtpReceiver.open(
