@@ -120,7 +120,18 @@ class StreamServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("?", 0)
         host, port = str(peer[0]), int(peer[1])
-        source = Source(self.kind, host, port, writer.write)
+
+        def send(data: bytes) -> None:
+            # the peer may be gone (a BYE after a TLS client hung up): count, never raise
+            if writer.is_closing():
+                self._drop("send_on_closed_connection")
+                return
+            try:
+                writer.write(data)
+            except (OSError, RuntimeError, AttributeError):  # ssl proto torn down mid-write
+                self._drop("send_on_closed_connection")
+
+        source = Source(self.kind, host, port, send)
         framer = StreamFramer()
         self._conns.add(writer)
         try:

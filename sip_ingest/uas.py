@@ -297,7 +297,7 @@ class IngestUAS:
             return
         req = active.invite
         headers = {
-            "Contact": self._our_contact(active.source),
+            "Contact": self._our_contact(active.source, req),
             "Allow": ALLOW,
             "Supported": ", ".join(SUPPORTED),
         }
@@ -365,7 +365,7 @@ class IngestUAS:
             200,
             "OK",
             to_tag=active.dialog.local_tag,
-            headers={"Contact": self._our_contact(source)},
+            headers={"Contact": self._our_contact(source, req)},
             body=str(sdp_answer).encode(),
             content_type="application/sdp",
         ).to_bytes()
@@ -565,9 +565,13 @@ class IngestUAS:
         for port in active.ports:
             if port:
                 self._media.release_port(port)
-        if send_bye and active.answered:
-            self._send_bye(active)
         self.calls.pop(active.dialog.sip_call_id, None)
+        if send_bye and active.answered:
+            try:
+                self._send_bye(active)
+            except Exception as exc:  # a dead connection must not keep the call open
+                self._sink.count("bye_failed")
+                log.info("sip_bye_failed", call_id=call.call_id, error=str(exc))
         self._sink.call_event(call.event("ENDED", self.settings.ingest.node_id, stats))
         self._sink.count("calls_ended", reason=str(reason))
 
@@ -601,15 +605,21 @@ class IngestUAS:
             for active in list(self.calls.values()):
                 if not active.answered or active.ended:
                     continue
-                last_media = max((leg.last_packet_at() for leg in active.legs), default=0.0)
-                last = max(last_media, active.last_refresh)
-                if now - last > inactivity:
-                    self._end(active, "MEDIA_TIMEOUT", send_bye=True)
-                elif active.session_expires and now - active.last_refresh > active.session_expires:
-                    self._end(active, "TIMEOUT", send_bye=True)
+                try:
+                    self._expire(active, now, inactivity)
+                except Exception:  # one broken call must not stop timeouts for all others
+                    log.exception("sip_sweep_failed", call_id=active.call.call_id)
             # forget cached responses older than 64*T1 (Timer J): bounded memory
             while len(self._responses) > 10_000:
                 self._responses.popitem(last=False)
+
+    def _expire(self, active: ActiveCall, now: float, inactivity: float) -> None:
+        last_media = max((leg.last_packet_at() for leg in active.legs), default=0.0)
+        last = max(last_media, active.last_refresh)
+        if now - last > inactivity:
+            self._end(active, "MEDIA_TIMEOUT", send_bye=True)
+        elif active.session_expires and now - active.last_refresh > active.session_expires:
+            self._end(active, "TIMEOUT", send_bye=True)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -655,10 +665,13 @@ class IngestUAS:
             return str(parse_name_addr(contact).uri)
         return str(parse_name_addr(req.headers.get("From") or "").uri)
 
-    def _our_contact(self, source: Source) -> str:
+    def _our_contact(self, source: Source, req: SipRequest) -> str:
+        """Our Contact for the dialog. SIPS only when the request was SIPS (RFC 3261 12.1.1):
+        a TLS transport with a ``sip:`` Request-URI gets ``sip:...;transport=tls``, which is also
+        the only form some stacks (libre/baresip) can route their ACK and BYE to."""
         cfg = self.settings.ingest
         port = cfg.tls_port if source.kind == "TLS" else cfg.sip_port
-        scheme = "sips" if source.kind == "TLS" else "sip"
+        scheme = "sips" if str(req.uri).lower().startswith("sips:") else "sip"
         transport = "" if source.kind == "UDP" else f";transport={source.kind.lower()}"
         return f"<{scheme}:callvault@{cfg.advertised_host}:{port}{transport}>"
 
