@@ -62,6 +62,10 @@ class CallOptions:
     tls_ca_file: str | None = None
     timeout_s: float = 10.0
     local_host: str = "127.0.0.1"
+    #: Replace the built-in RTP senders: called with each leg's (remote address, local socket)
+    #: once the call is up; the call hangs up when it returns (the load benchmark drives many
+    #: calls' media from a separate process this way).
+    media: Callable[[list[tuple[tuple[str, int], socket.socket]]], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -292,10 +296,15 @@ async def place_call(opts: CallOptions) -> CallOutcome:
         audio_lines = [m for m in offer_answer.media if m.media == "audio" and m.port]
         if len(audio_lines) != legs:
             raise CallFailed(f"the answer accepted {len(audio_lines)} of {legs} streams")
-        senders = []
-        for sock, key, media in zip(rtp_socks, keys, audio_lines, strict=True):
+        remotes = []
+        for media in audio_lines:
             conn = offer_answer.media_connection(media)
-            remote = (conn.host if conn else opts.host, media.port)
+            remotes.append((conn.host if conn else opts.host, media.port))
+        if opts.media is not None:
+            await opts.media(list(zip(remotes, rtp_socks, strict=True)))
+            return await _hang_up(dialog, opts, [0] * legs, [0] * legs)
+        senders = []
+        for sock, key, remote in zip(rtp_socks, keys, remotes, strict=True):
             senders.append(
                 RtpSender(remote, codec=opts.codec, sock=sock,
                           srtp=SrtpSender(key) if key else None)
@@ -306,21 +315,24 @@ async def place_call(opts: CallOptions) -> CallOutcome:
         )
         if opts.hold_s:
             await _hold(dialog, opts.hold_s)
-        dialog.cseq += 1
-        bye, _ = dialog.request("BYE")
-        data = bye.to_bytes()
-        channel.send(data)
-        resp = await dialog.final_response("BYE", data)
-        return CallOutcome(
-            dialog.call_id,
-            resp.status,
-            [r.audio_packets for r in reports],
-            [r.payload_bytes for r in reports],
+        return await _hang_up(
+            dialog, opts, [r.audio_packets for r in reports], [r.payload_bytes for r in reports]
         )
     finally:
         for s in rtp_socks:
             s.close()
         await channel.close()
+
+
+async def _hang_up(
+    dialog: _Dialog, opts: CallOptions, packets: list[int], sizes: list[int]
+) -> CallOutcome:
+    dialog.cseq += 1
+    bye, _ = dialog.request("BYE")
+    data = bye.to_bytes()
+    dialog.ch.send(data)
+    resp = await dialog.final_response("BYE", data)
+    return CallOutcome(dialog.call_id, resp.status, packets, sizes)
 
 
 async def _hold(dialog: _Dialog, seconds: float) -> None:
