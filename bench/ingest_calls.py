@@ -55,7 +55,7 @@ def node_settings(base: Settings, tmp: Path) -> Settings:
                     "sip_port": 25060,
                     "api_port": 25070,
                     "rtp_port_min": 20000,
-                    "rtp_port_max": 23998,
+                    "rtp_port_max": 24998,
                     "journal_dir": tmp / "journal",
                     "nonce_secret": SecretStr("bench-nonce-secret-0123456789"),
                     "rtp_inactivity_s": 120.0,
@@ -164,8 +164,11 @@ def main() -> None:
                       flush=True)  # fmt: skip
         finally:
             node.stop()
+            keep = Path(tempfile.gettempdir()) / "callvault-ingest-bench-node.log"
+            keep.write_text(node.log_tail(2000))
+            print(f"node log: {keep}")
     ns = argparse.Namespace(step_s=args.seconds, srtp=False, sendto=False, slots=20)
-    alloc = RtpPortAllocator(20000, 23998)
+    alloc = RtpPortAllocator(20000, 24998)
     for calls in steps:
         res = measure("asyncio", "raw", 2 * calls, ns, parent, alloc)
         results_raw[calls] = bool(res.passed)

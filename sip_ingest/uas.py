@@ -31,6 +31,7 @@ from callvault.settings import Settings
 from sip_ingest.api.registry import CallInfo
 from sip_ingest.calls import Call, LegStats
 from sip_ingest.dialog import Dialog, new_branch, new_tag
+from sip_ingest.media.errors import MediaError
 from sip_ingest.sip.digest import DigestAuthenticator, FailureLimiter, parse_authorization
 from sip_ingest.sip.errors import AuthError, SipError, UnsupportedExtension
 from sip_ingest.sip.message import (
@@ -176,6 +177,14 @@ class IngestUAS:
             if isinstance(exc, UnsupportedExtension):
                 extra["Unsupported"] = ", ".join(exc.option_tags)
             self._respond(msg, source, exc.status, exc.reason, headers=extra)
+        except MediaError as exc:  # out of RTP ports or sockets: the caller may retry later
+            self._sink.count("sip_refused", reason=type(exc).__name__)
+            log.warning("sip_media_unavailable", method=msg.method, error=str(exc))
+            self._respond(msg, source, 503, "Service Unavailable", headers={"Retry-After": "5"})
+        except Exception:  # a bug must cost one request, answered, never the node
+            self._sink.count("sip_internal_error")
+            log.exception("sip_handler_failed", method=msg.method)
+            self._respond(msg, source, 500, "Server Internal Error")
 
     # -- CallRegistry (the agent API looks calls up here) -------------------------------------
 

@@ -177,3 +177,29 @@ async def test_silent_call_is_ended_by_the_rtp_inactivity_timer(stack_settings, 
         assert env.node.uas.calls == {}
     finally:
         await env.node.stop()
+
+
+async def test_out_of_rtp_ports_is_answered_503_not_silence(stack_settings, tmp_path):
+    from tests.ports import rtp_port_range
+
+    low, _ = rtp_port_range(8)
+    env = await start_node(
+        node_settings(stack_settings, tmp_path, rtp_port_min=low, rtp_port_max=low + 2), tmp_path
+    )
+    hang_up = asyncio.Event()
+
+    async def hold(_legs: object) -> None:
+        await hang_up.wait()
+
+    try:
+        first = asyncio.create_task(place_call(options(env, media=hold)))  # takes every port
+        while len(env.node.uas.calls) < 1:
+            await asyncio.sleep(0.01)
+        with pytest.raises(CallFailed, match="503"):
+            await place_call(options(env, audio=b"\xff" * 160))
+        hang_up.set()
+        assert (await first).status == 200
+        assert (await place_call(options(env, audio=b"\xff" * 160))).status == 200  # ports back
+    finally:
+        hang_up.set()
+        await env.node.stop()
