@@ -186,15 +186,15 @@ async def test_out_of_rtp_ports_is_answered_503_not_silence(stack_settings, tmp_
     env = await start_node(
         node_settings(stack_settings, tmp_path, rtp_port_min=low, rtp_port_max=low + 2), tmp_path
     )
-    hang_up = asyncio.Event()
+    hang_up, established = asyncio.Event(), asyncio.Event()
 
     async def hold(_legs: object) -> None:
+        established.set()
         await hang_up.wait()
 
     try:
         first = asyncio.create_task(place_call(options(env, media=hold)))  # takes every port
-        while len(env.node.uas.calls) < 1:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(established.wait(), 30)
         with pytest.raises(CallFailed, match="503"):
             await place_call(options(env, audio=b"\xff" * 160))
         hang_up.set()
