@@ -203,3 +203,33 @@ async def test_out_of_rtp_ports_is_answered_503_not_silence(stack_settings, tmp_
     finally:
         hang_up.set()
         await env.node.stop()
+
+
+async def test_agent_with_recording_off_publishes_no_audio(node_env: NodeEnv):
+    from callvault.control.workspaces import WorkspaceDirectory
+
+    async with WorkspaceDirectory(node_env.settings) as d:
+        await d.update("acme", agent_recording={"agent-9": False})
+    await node_env.node.workspaces.sync()  # the node's live view has the change
+    outcome = await place_call(options(node_env, audio=encode_g711(sine_pcm16(440, 600), "PCMU")))
+    assert outcome.status == 200
+    ended = (await call_events(node_env))[-1]
+    assert ended["agent_id"] == "agent-9" and ended["recording_enabled"] is False
+    assert ended["packets_received"] == 30
+    assert await audio_of(node_env, ended["call_id"]) == []
+
+
+async def test_repeated_auth_failures_from_one_source_are_rate_limited(stack_settings, tmp_path):
+    env = await start_node(
+        node_settings(stack_settings, tmp_path, auth_failures_per_minute=3), tmp_path
+    )
+    try:
+        for _ in range(3):
+            with pytest.raises(CallFailed, match="403 Forbidden"):
+                await place_call(options(env, password="wrong-password-123", audio=b""))
+        # the right password no longer helps from this source for the rest of the minute
+        with pytest.raises(CallFailed, match="403 Too many failed attempts"):
+            await place_call(options(env, audio=b""))
+        assert await call_events(env) == []
+    finally:
+        await env.node.stop()
