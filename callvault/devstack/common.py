@@ -12,10 +12,13 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from callvault.errors import DevStackError
 from callvault.settings import Settings
+
+if TYPE_CHECKING:
+    from callvault.devstack.process import ManagedProcess
 
 LOOPBACK = "127.0.0.1"
 _LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost"})
@@ -151,3 +154,24 @@ def file_lock(path: Path, *, on_wait: Callable[[], None] | None = None) -> Itera
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def raise_if_exited(proc: ManagedProcess, name: str) -> None:
+    """A service that died while we waited for it: say so at once, with its last log lines."""
+    if proc.is_running():
+        return
+    status = proc.exit_status()
+    how = f" with status {status}" if status is not None else ""
+    raise DevStackError(
+        f"{name} exited{how} before answering; last lines of {proc.log_file}:\n" + proc.log_tail(30)
+    )
+
+
+def not_ready(
+    proc: ManagedProcess, what: str, deadline: Deadline, last_error: str
+) -> DevStackError:
+    """The error for a service that is running but did not answer in time."""
+    return DevStackError(
+        f"{what} within {deadline.seconds:g} s (last error: {last_error}); last lines of "
+        f"{proc.log_file}:\n{proc.log_tail(30)}"
+    )

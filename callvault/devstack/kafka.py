@@ -31,7 +31,9 @@ from callvault.devstack.common import (
     cache_dir,
     file_lock,
     home_dir,
+    not_ready,
     quiet,
+    raise_if_exited,
     require_free_ports,
     require_loopback,
     run_coroutine,
@@ -365,23 +367,18 @@ def wait_ready(settings: Settings, timeout_s: float | None = None) -> dict[str, 
     deadline = Deadline(timeout_s if timeout_s is not None else settings.dev.start_timeout_s)
     last_error = "no attempt made"
     while True:
-        if not proc.is_running():
-            status = proc.exit_status()
-            how = f" with status {status}" if status is not None else ""
-            raise DevStackError(
-                f"kafka exited{how} before answering; last lines of {proc.log_file}:\n"
-                + proc.log_tail(30)
-            )
+        raise_if_exited(proc, "kafka")
         try:
             attempt_s = max(1.0, min(5.0, deadline.remaining))
             return run_coroutine(partial(_describe_cluster, settings.kafka.bootstrap, attempt_s))
         except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if deadline.expired:
-            raise DevStackError(
-                f"kafka did not answer a metadata request on {settings.kafka.bootstrap} within "
-                f"{deadline.seconds:g} s (last error: {last_error}); last lines of "
-                f"{proc.log_file}:\n{proc.log_tail(30)}"
+            raise not_ready(
+                proc,
+                f"kafka did not answer a metadata request on {settings.kafka.bootstrap}",
+                deadline,
+                last_error,
             )
         time.sleep(0.5)
 

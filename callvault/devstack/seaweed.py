@@ -26,7 +26,9 @@ from callvault.devstack.common import (
     Progress,
     ServiceStatus,
     home_dir,
+    not_ready,
     quiet,
+    raise_if_exited,
     require_free_ports,
     require_loopback,
 )
@@ -208,13 +210,7 @@ def wait_ready(settings: Settings, timeout_s: float | None = None) -> list[str]:
     last_error = "no attempt made"
     auth_failed = False
     while True:
-        if not proc.is_running():
-            status = proc.exit_status()
-            how = f" with status {status}" if status is not None else ""
-            raise DevStackError(
-                f"seaweedfs exited{how} before answering; last lines of {proc.log_file}:\n"
-                + proc.log_tail(30)
-            )
+        raise_if_exited(proc, "seaweedfs")
         try:
             existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
             for name in bucket_names(settings):
@@ -234,10 +230,11 @@ def wait_ready(settings: Settings, timeout_s: float | None = None) -> list[str]:
                 if auth_failed
                 else ""
             )
-            raise DevStackError(
-                f"seaweedfs S3 did not answer on {settings.s3.endpoint} within "
-                f"{deadline.seconds:g} s (last error: {last_error}).{hint} Last lines of "
-                f"{proc.log_file}:\n{proc.log_tail(30)}"
+            raise not_ready(
+                proc,
+                f"seaweedfs S3 did not answer on {settings.s3.endpoint}",
+                deadline,
+                last_error + hint,
             )
         time.sleep(0.3)
 
