@@ -129,7 +129,12 @@ class IngestSettings(BaseModel):
     #: Failed digest attempts allowed per source address per minute before 403s without a
     #: challenge; every failure is an audit event either way.
     auth_failures_per_minute: int = Field(10, ge=1)
-    session_expires_s: int = Field(1800, ge=90)
+    #: Session timers (RFC 4028): the interval we prefer, and the smallest we accept (the RFC's
+    #: floor is 90 s; only tests go lower). Calls whose signalling stops refreshing are ended.
+    session_expires_s: int = Field(1800, ge=1)
+    session_min_se_s: int = Field(90, ge=1)
+    #: Hard cap on a call's length, for peers that keep media and refreshes alive by mistake.
+    max_call_s: float = Field(4 * 3600, gt=0)
     rtp_inactivity_s: float = Field(30.0, gt=0)
     chunk_ms: int = Field(1000, ge=20, le=10_000)
     #: Ring time before the node answers an INVITE (a caller can CANCEL meanwhile).
@@ -149,6 +154,8 @@ class IngestSettings(BaseModel):
             raise ValueError("rtp_port_max must be at least rtp_port_min + 2")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.session_expires_s < self.session_min_se_s:
+            raise ValueError("session_expires_s must be at least session_min_se_s")
         return self
 
 

@@ -38,7 +38,12 @@ Transport = Literal["udp", "tcp", "tls"]
 
 
 class CallFailed(Exception):
-    """The call could not be placed; the message says which response or timeout."""
+    """The call could not be placed; the message says which response or timeout, and
+    ``response`` is that response when there was one (its headers, e.g. ``Min-SE``, explain)."""
+
+    def __init__(self, message: str, response: SipResponse | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
 
 @dataclass
@@ -57,6 +62,16 @@ class CallOptions:
     siprec: bool = False
     paced: bool = True
     hold_s: float = 0.0  # extra time on the line after the audio
+    #: Session timer (RFC 4028): ask for this interval; ``refresher`` says who refreshes.
+    session_expires: int | None = None
+    refresher: Literal["uac", "uas"] | None = None
+    #: While holding, refresh the session with an UPDATE this often (we are the refresher).
+    refresh_every_s: float | None = None
+    #: Mid-audio, at this fraction of it, re-INVITE with a new RTP socket per leg (a new media
+    #: address) and, for SRTP, new keys; the rest of the audio goes from the new sockets.
+    renegotiate_at: float | None = None
+    #: SRTP for the renegotiated media (default: as the call started); False tries a downgrade.
+    renegotiate_srtp: bool | None = None
     headers: dict[str, str] = field(default_factory=dict)
     tls_verify: bool = True
     tls_ca_file: str | None = None
@@ -257,8 +272,17 @@ class _Dialog:
                 resend = None  # answered: the server's transaction takes over
                 if msg.status >= 200:
                     return msg
-            if isinstance(msg, SipRequest) and msg.method == "BYE":  # the node hung up
-                raise CallFailed("the node ended the call")
+            if isinstance(msg, SipRequest):
+                self.answer_request(msg)
+
+    def answer_request(self, msg: SipRequest) -> None:
+        """Requests from the node inside the dialog: its BYE ends the call; its UPDATE session
+        refreshes (RFC 4028, when it is the refresher), OPTIONS and INFO are answered 200."""
+        if msg.method == "ACK":
+            return
+        self.ch.send(make_response(msg, 200).to_bytes())
+        if msg.method == "BYE":
+            raise CallFailed("the node ended the call")
 
 
 async def place_call(opts: CallOptions) -> CallOutcome:
@@ -290,6 +314,10 @@ async def place_call(opts: CallOptions) -> CallOutcome:
             extra = {"Require": "siprec", "Accept": "application/sdp, application/rs-metadata+xml"}
         else:
             ctype, body, extra = "application/sdp", sdp.encode(), {}
+        if opts.session_expires is not None:
+            refresher = f";refresher={opts.refresher}" if opts.refresher else ""
+            extra["Session-Expires"] = f"{opts.session_expires}{refresher}"
+            extra["Supported"] = "timer"
         extra.update(opts.headers)
         answer = await _invite(dialog, body, ctype, extra)
         offer_answer = SessionDescription.parse(answer.body)
@@ -310,14 +338,17 @@ async def place_call(opts: CallOptions) -> CallOutcome:
                           srtp=SrtpSender(key) if key else None)
             )  # fmt: skip
         payloads = [opts.audio, opts.agent_audio][:legs]
-        reports = await asyncio.gather(
-            *(s.send(p, paced=opts.paced) for s, p in zip(senders, payloads, strict=True))
-        )
+        packets, sizes = [0] * legs, [0] * legs
+        if opts.renegotiate_at is not None:
+            cuts = [_frame_cut(p, opts.renegotiate_at) for p in payloads]
+            await _send_all(senders, [p[:c] for p, c in zip(payloads, cuts, strict=True)], opts,
+                            packets, sizes)  # fmt: skip
+            senders = await _renegotiate(dialog, senders, labels, rtp_socks)
+            payloads = [p[c:] for p, c in zip(payloads, cuts, strict=True)]
+        await _send_all(senders, payloads, opts, packets, sizes)
         if opts.hold_s:
             await _hold(dialog, opts.hold_s)
-        return await _hang_up(
-            dialog, opts, [r.audio_packets for r in reports], [r.payload_bytes for r in reports]
-        )
+        return await _hang_up(dialog, opts, packets, sizes)
     finally:
         for s in rtp_socks:
             s.close()
@@ -335,18 +366,87 @@ async def _hang_up(
     return CallOutcome(dialog.call_id, resp.status, packets, sizes)
 
 
+async def _send_all(
+    senders: list[RtpSender], payloads: list[bytes], opts: CallOptions,
+    packets: list[int], sizes: list[int],
+) -> None:  # fmt: skip
+    reports = await asyncio.gather(
+        *(s.send(p, paced=opts.paced) for s, p in zip(senders, payloads, strict=True))
+    )
+    for i, r in enumerate(reports):
+        packets[i] += r.audio_packets
+        sizes[i] += r.payload_bytes
+
+
+def _frame_cut(payload: bytes, fraction: float) -> int:
+    """A cut on a 20 ms frame boundary, so neither part ends in a short packet."""
+    frames = len(payload) // 160
+    return min(len(payload), round(frames * fraction) * 160)
+
+
+async def _renegotiate(
+    dialog: _Dialog, senders: list[RtpSender], labels: list[str | None],
+    sockets: list[socket.socket],
+) -> list[RtpSender]:  # fmt: skip
+    """re-INVITE with a new RTP socket per leg and, for SRTP, new keys; continue each stream
+    (same SSRC, next sequence number and timestamp) from its new address."""
+    opts = dialog.opts
+    srtp = opts.srtp if opts.renegotiate_srtp is None else opts.renegotiate_srtp
+    new_socks = []
+    for _ in senders:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind((opts.local_host, 0))
+        new_socks.append(s)
+    sockets.extend(new_socks)  # closed with the others when the call ends
+    keys = [new_master_key() if srtp else None for _ in senders]
+    sdp = _sdp_offer(
+        opts.local_host, [s.getsockname()[1] for s in new_socks], opts.codec, keys, labels
+    )
+    dialog.cseq += 1
+    req, branch = dialog.request("INVITE", body=sdp.encode(), ctype="application/sdp")
+    data = req.to_bytes()
+    dialog.ch.send(data)
+    resp = await dialog.final_response("INVITE", data)
+    ack, _ = dialog.request("ACK", branch=None if resp.status < 300 else branch, cseq=dialog.cseq)
+    dialog.ch.send(ack.to_bytes())
+    if resp.status >= 300:
+        await _hang_up(dialog, opts, [], [])
+        raise CallFailed(f"re-INVITE answered {resp.status} {resp.reason}", resp)
+    return [
+        RtpSender(
+            old.remote, codec=opts.codec, sock=sock, ssrc=old.ssrc, start_seq=old.next_seq,
+            start_ts=old.next_timestamp, srtp=SrtpSender(key) if key else None,
+        )
+        for old, sock, key in zip(senders, new_socks, keys, strict=True)
+    ]  # fmt: skip
+
+
 async def _hold(dialog: _Dialog, seconds: float) -> None:
-    """Stay on the line without media; if the node hangs up meanwhile, answer its BYE."""
+    """Stay on the line without media, answering the node's requests (a BYE ends the call);
+    with ``refresh_every_s``, refresh the session timer by UPDATE meanwhile."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    every = dialog.opts.refresh_every_s
+    next_refresh = loop.time() + every if every else deadline
     while (remaining := deadline - loop.time()) > 0:
+        if loop.time() >= next_refresh and every:
+            dialog.cseq += 1
+            update, _ = dialog.request("UPDATE")
+            data = update.to_bytes()
+            dialog.ch.send(data)
+            resp = await dialog.final_response("UPDATE", data)
+            if resp.status >= 300:
+                raise CallFailed(f"UPDATE answered {resp.status} {resp.reason}", resp)
+            next_refresh = loop.time() + every
+            continue
         try:
-            msg = await asyncio.wait_for(dialog.ch.queue.get(), remaining)
+            msg = await asyncio.wait_for(
+                dialog.ch.queue.get(), min(remaining, max(0.0, next_refresh - loop.time()))
+            )
         except TimeoutError:
-            return
-        if isinstance(msg, SipRequest) and msg.method == "BYE":
-            dialog.ch.send(make_response(msg, 200).to_bytes())
-            raise CallFailed("the node ended the call")
+            continue
+        if isinstance(msg, SipRequest):
+            dialog.answer_request(msg)
 
 
 async def _invite(dialog: _Dialog, body: bytes, ctype: str, extra: dict[str, str]) -> SipResponse:
@@ -380,7 +480,7 @@ async def _invite(dialog: _Dialog, body: bytes, ctype: str, extra: dict[str, str
             )  # fmt: skip
             continue
         if resp.status >= 300:
-            raise CallFailed(f"INVITE answered {resp.status} {resp.reason}")
+            raise CallFailed(f"INVITE answered {resp.status} {resp.reason}", resp)
         dialog.to_tag = to_tag
         ack, _ = dialog.request("ACK", cseq=dialog.cseq)
         dialog.ch.send(ack.to_bytes())

@@ -21,10 +21,11 @@ from sip_ingest.uas import LegHandle, LegRole
 
 
 class _Leg:
-    def __init__(self, receiver: RtpReceiver, state: LegState) -> None:
+    def __init__(self, receiver: RtpReceiver, state: LegState, srtp_key: bytes | None) -> None:
         self.receiver = receiver
         self.state = state
         self.local_port = receiver.port
+        self._srtp_key = srtp_key
 
     def stats(self) -> LegStats:
         s = self.state.stats()
@@ -33,11 +34,20 @@ class _Leg:
     def last_packet_at(self) -> float:
         return self.state.last_packet_at or 0.0
 
+    @property
+    def secure(self) -> bool:
+        return self._srtp_key is not None
+
     def update(self, media: NegotiatedMedia) -> None:
+        """Apply a re-INVITE's answer. SRTP state is rebuilt only when the key changed: a
+        refresh that repeats the key must keep the rollover counter, or audio after packet
+        65535 would stop authenticating."""
         self.state.set_payload_types({media.payload_type: media.codec}, media.dtmf_payload_type)  # type: ignore[dict-item]
         self.receiver.set_remote(media.remote_addr)
-        if media.srtp_remote is not None:
-            self.receiver.set_srtp(SrtpReceiver(media.srtp_remote.key_salt))
+        key = media.srtp_remote.key_salt if media.srtp_remote is not None else None
+        if key is not None and key != self._srtp_key:
+            self.receiver.set_srtp(SrtpReceiver(key))
+            self._srtp_key = key
 
     def close(self) -> None:
         self.receiver.drain_pending()
@@ -85,7 +95,8 @@ class MediaBridge:
             # recording sink can rebuild the call with silence where packets were lost
             split_on_loss=True,
         )
-        srtp = SrtpReceiver(media.srtp_remote.key_salt) if media.srtp_remote else None
+        key = media.srtp_remote.key_salt if media.srtp_remote else None
+        srtp = SrtpReceiver(key) if key is not None else None
         receiver = RtpReceiver.open(
             state,
             self._settings.ingest.sip_host,
@@ -94,4 +105,4 @@ class MediaBridge:
             srtp=srtp,
         )
         receiver.start()
-        return _Leg(receiver, state)
+        return _Leg(receiver, state, key)

@@ -46,6 +46,7 @@ from sip_ingest.sip.message import (
 from sip_ingest.sip.multipart import parse_multipart
 from sip_ingest.sip.sdp import NegotiatedMedia, SessionDescription, answer
 from sip_ingest.sip.siprec import parse_recording_metadata
+from sip_ingest.sip.timer import SessionIntervalTooSmall, SessionTimer, negotiate
 from sip_ingest.transport import Source
 
 log = structlog.get_logger(__name__)
@@ -61,6 +62,8 @@ class LegHandle(Protocol):
 
     def stats(self) -> LegStats: ...
     def last_packet_at(self) -> float: ...
+    @property
+    def secure(self) -> bool: ...
     def update(self, media: NegotiatedMedia) -> None: ...
     def close(self) -> None: ...
 
@@ -94,8 +97,10 @@ class ActiveCall:
     ended: bool = False
     final_response: bytes | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
-    session_expires: int | None = None
+    session_timer: SessionTimer | None = None
     last_refresh: float = field(default_factory=time.monotonic)
+    started: float = field(default_factory=time.monotonic)
+    refresh_timer: asyncio.TimerHandle | None = None
 
 
 class IngestUAS:
@@ -144,7 +149,8 @@ class IngestUAS:
 
     def handle(self, msg: SipRequest | SipResponse, source: Source) -> None:
         if isinstance(msg, SipResponse):
-            return  # responses to our BYEs: nothing to do
+            self._on_response(msg)
+            return
         try:
             apply_rport(msg, source.host, source.port)
             key = self._tx_key(msg)
@@ -176,6 +182,8 @@ class IngestUAS:
             extra = {}
             if isinstance(exc, UnsupportedExtension):
                 extra["Unsupported"] = ", ".join(exc.option_tags)
+            if isinstance(exc, SessionIntervalTooSmall):
+                extra["Min-SE"] = str(exc.min_se)
             self._respond(msg, source, exc.status, exc.reason, headers=extra)
         except MediaError as exc:  # out of RTP ports or sockets: the caller may retry later
             self._sink.count("sip_refused", reason=type(exc).__name__)
@@ -234,9 +242,10 @@ class IngestUAS:
 
     def _on_invite(self, req: SipRequest, source: Source) -> None:
         sip_call_id = req.headers.get("Call-ID") or ""
-        existing = self.calls.get(sip_call_id)
-        if existing is not None and self._to_tag(req):
-            self._on_reinvite(existing, req, source)
+        if self._to_tag(req):  # in-dialog: a re-INVITE
+            active = self._in_dialog(req, source)
+            if active is not None:
+                self._on_reinvite(active, req, source)
             return
         self._check_require(req)
         cred = self._authenticate(req, source)
@@ -251,6 +260,7 @@ class IngestUAS:
             )
             self._respond(req, source, 403, "Workspace not provisioned")
             return
+        timer = self._session_timer(req)
         self._respond(req, source, 100)
         offer, metadata = self._offer(req)
         call = self._new_call(req, cred, policy, metadata)
@@ -282,7 +292,7 @@ class IngestUAS:
             remote_target=self._contact_uri(req),
             remote_cseq=parse_cseq(req.headers.get("CSeq") or "")[0],
         )
-        active = ActiveCall(call, dialog, source, req, ports=ports)
+        active = ActiveCall(call, dialog, source, req, ports=ports, session_timer=timer)
         self.calls[sip_call_id] = active
         self._remember(call)
         for role, media in zip(self._roles(negotiated, metadata), negotiated, strict=True):
@@ -310,12 +320,8 @@ class IngestUAS:
             "Allow": ALLOW,
             "Supported": ", ".join(SUPPORTED),
         }
-        se = req.headers.get("Session-Expires")
-        if se:
-            interval = max(90, int(se.split(";")[0].strip() or "0"))
-            active.session_expires = interval
-            headers["Session-Expires"] = f"{interval};refresher=uac"
-            headers["Require"] = "timer"
+        if active.session_timer is not None:
+            headers.update(active.session_timer.response_headers())
         resp = make_response(
             req,
             200,
@@ -336,6 +342,7 @@ class IngestUAS:
             active.timers.append(self._loop.call_later(T1, self._retransmit, active, T1 * 2))
         assert self._loop is not None
         active.timers.append(self._loop.call_later(64 * T1, self._ack_timeout, active))
+        self._arm_refresh(active)
 
     def _retransmit(self, active: ActiveCall, interval: float) -> None:
         if active.acked or active.ended or active.final_response is None:
@@ -357,7 +364,9 @@ class IngestUAS:
             active.acked = True
 
     def _on_reinvite(self, active: ActiveCall, req: SipRequest, source: Source) -> None:
-        """Hold/resume, new media address or new SRTP keys: renegotiate in place."""
+        """Hold/resume, new media address or new SRTP keys: renegotiate in place. A re-INVITE
+        is also a session refresh (RFC 4028), possibly with a new interval."""
+        timer = self._refresh_timer(active, req)
         self._respond(req, source, 100)
         offer, _ = self._offer(req)
         sdp_answer, negotiated = answer(
@@ -366,15 +375,23 @@ class IngestUAS:
             ports=[leg.local_port for leg in active.legs],
             srtp_key_factory=None,
         )
-        for leg, media in zip(active.legs, negotiated, strict=False):
+        pairs = list(zip(active.legs, negotiated, strict=False))
+        if any(leg.secure and media.srtp_remote is None for leg, media in pairs):
+            # a re-INVITE must not turn encrypted media into clear RTP: whoever can inject one
+            # into the dialog could otherwise strip SRTP mid-call
+            raise SipError("re-INVITE would downgrade SRTP to RTP", status=488)
+        for leg, media in pairs:
             leg.update(media)
-        active.last_refresh = time.monotonic()
+        self._refreshed(active, timer)
+        headers = {"Contact": self._our_contact(source, req)}
+        if timer is not None:
+            headers.update(timer.response_headers())
         resp = make_response(
             req,
             200,
             "OK",
             to_tag=active.dialog.local_tag,
-            headers={"Contact": self._our_contact(source, req)},
+            headers=headers,
             body=str(sdp_answer).encode(),
             content_type="application/sdp",
         ).to_bytes()
@@ -382,9 +399,8 @@ class IngestUAS:
         source.send(resp)
 
     def _on_bye(self, req: SipRequest, source: Source) -> None:
-        active = self.calls.get(req.headers.get("Call-ID") or "")
+        active = self._in_dialog(req, source)
         if active is None:
-            self._respond(req, source, 481, "Call/Transaction Does Not Exist")
             return
         self._respond(req, source, 200)
         self._end(active, "CALLER_HANGUP", send_bye=False)
@@ -403,14 +419,97 @@ class IngestUAS:
         self._end(active, "CANCELLED", send_bye=False)
 
     def _on_ok_in_dialog(self, req: SipRequest, source: Source) -> None:
-        active = self.calls.get(req.headers.get("Call-ID") or "")
+        active = self._in_dialog(req, source)
         if active is None:
-            self._respond(req, source, 481, "Call/Transaction Does Not Exist")
             return
+        headers: dict[str, str] = {}
         if req.method == "INFO" and b"Signal=" in req.body:
             active.call.dtmf_events += 1  # SIP INFO DTMF: counted, the digit is never kept
+        elif req.method == "UPDATE":  # without a body: a session refresh (RFC 4028 / 3311)
+            timer = self._refresh_timer(active, req)
+            self._refreshed(active, timer)
+            if timer is not None:
+                headers.update(timer.response_headers())
+        self._respond(req, source, 200, headers=headers)
+
+    def _in_dialog(self, req: SipRequest, source: Source) -> ActiveCall | None:
+        """The call a mid-dialog request belongs to, or ``None`` after answering 481.
+
+        Call-ID alone is not enough: it travels in clear over UDP, and a request that matched on
+        it alone could end someone else's call or point their media (and keys) elsewhere. The
+        dialog is Call-ID *and* both tags (RFC 3261 12).
+        """
+        active = self.calls.get(req.headers.get("Call-ID") or "")
+        if active is None or not self._same_dialog(active, req):
+            self._respond(req, source, 481, "Call/Transaction Does Not Exist")
+            return None
+        return active
+
+    @staticmethod
+    def _same_dialog(active: ActiveCall, req: SipRequest) -> bool:
+        d = active.dialog
+        return IngestUAS._from_tag(req) == d.remote_tag and IngestUAS._to_tag(req) == d.local_tag
+
+    # -- session timers (RFC 4028) -----------------------------------------------------------
+
+    def _session_timer(self, req: SipRequest) -> SessionTimer | None:
+        cfg = self.settings.ingest
+        supported = ",".join(req.headers.get_all("Supported")).split(",")
+        return negotiate(
+            session_expires=req.headers.get("Session-Expires"),
+            min_se=req.headers.get("Min-SE"),
+            supported=supported,
+            our_min_se=cfg.session_min_se_s,
+            our_max=cfg.session_expires_s,
+        )
+
+    def _refresh_timer(self, active: ActiveCall, req: SipRequest) -> SessionTimer | None:
+        """A refresh without Session-Expires keeps the dialog's timer; one with it renegotiates
+        (and may be refused with 422, which leaves the old timer running)."""
+        if req.headers.get("Session-Expires") is None:
+            return active.session_timer
+        return self._session_timer(req)
+
+    def _refreshed(self, active: ActiveCall, timer: SessionTimer | None) -> None:
         active.last_refresh = time.monotonic()
-        self._respond(req, source, 200)
+        active.session_timer = timer
+        self._arm_refresh(active)
+
+    def _arm_refresh(self, active: ActiveCall) -> None:
+        """When we are the refresher, send an UPDATE at half the interval."""
+        if active.refresh_timer is not None:
+            active.refresh_timer.cancel()
+            active.refresh_timer = None
+        timer = active.session_timer
+        if timer is None or timer.refresher != "uas" or active.ended:
+            return
+        assert self._loop is not None
+        active.refresh_timer = self._loop.call_later(
+            timer.refresh_after, self._send_refresh, active
+        )
+        active.timers.append(active.refresh_timer)
+
+    def _send_refresh(self, active: ActiveCall) -> None:
+        if active.ended:
+            return
+        timer = active.session_timer
+        extra = {"Session-Expires": f"{timer.interval};refresher=uas"} if timer else {}
+        try:
+            self._send_in_dialog(active, "UPDATE", extra)
+        except Exception as exc:  # a dead connection: the expiry check ends the call
+            log.info("sip_refresh_failed", call_id=active.call.call_id, error=str(exc))
+        self._arm_refresh(active)
+
+    def _on_response(self, resp: SipResponse) -> None:
+        """Answers to our own UPDATE refreshes and BYEs. A 408 or 481 to a refresh means the
+        peer has lost the dialog (RFC 4028 10): end the call now rather than at expiry."""
+        active = self.calls.get(resp.headers.get("Call-ID") or "")
+        if active is None or resp.status < 200 or resp.cseq.method != "UPDATE":
+            return
+        if resp.status in (408, 481):
+            self._end(active, "TIMEOUT", send_bye=False)
+        else:  # any other final answer proves the peer still holds the dialog
+            active.last_refresh = time.monotonic()
 
     # -- pieces ------------------------------------------------------------------------------
 
@@ -577,33 +676,36 @@ class IngestUAS:
         self.calls.pop(active.dialog.sip_call_id, None)
         if send_bye and active.answered:
             try:
-                self._send_bye(active)
+                self._send_in_dialog(active, "BYE")
             except Exception as exc:  # a dead connection must not keep the call open
                 self._sink.count("bye_failed")
                 log.info("sip_bye_failed", call_id=call.call_id, error=str(exc))
         self._sink.call_event(call.event("ENDED", self.settings.ingest.node_id, stats))
         self._sink.count("calls_ended", reason=str(reason))
 
-    def _send_bye(self, active: ActiveCall) -> None:
+    def _send_in_dialog(
+        self, active: ActiveCall, method: str, extra: dict[str, str] | None = None
+    ) -> None:
+        """A request of ours inside the dialog (BYE on timeouts, UPDATE refreshes). The Via
+        names our listening port so a peer without rport support still answers us."""
         d = active.dialog
         src = active.source
-        bye = SipRequest(
-            "BYE",
-            d.remote_target,
-            None,  # headers filled below
-            b"",
+        cfg = self.settings.ingest
+        port = cfg.tls_port if src.kind == "TLS" else cfg.sip_port
+        req = SipRequest(method, d.remote_target, None, b"")
+        req.headers.add(
+            "Via", f"SIP/2.0/{src.kind} {cfg.advertised_host}:{port};branch={new_branch()};rport"
         )
-        bye.headers.add(
-            "Via",
-            f"SIP/2.0/{src.kind} {self.settings.ingest.advertised_host};"
-            f"branch={new_branch()};rport",
-        )
-        bye.headers.add("Max-Forwards", "70")
-        bye.headers.add("From", self._with_tag(d.local_uri, d.local_tag))
-        bye.headers.add("To", d.remote_uri)
-        bye.headers.add("Call-ID", d.sip_call_id)
-        bye.headers.add("CSeq", f"{d.next_cseq()} BYE")
-        src.send(bye.to_bytes())
+        req.headers.add("Max-Forwards", "70")
+        req.headers.add("From", self._with_tag(d.local_uri, d.local_tag))
+        req.headers.add("To", d.remote_uri)
+        req.headers.add("Call-ID", d.sip_call_id)
+        req.headers.add("CSeq", f"{d.next_cseq()} {method}")
+        if method != "BYE":
+            req.headers.add("Contact", self._our_contact(src, active.invite))
+        for name, value in (extra or {}).items():
+            req.headers.add(name, value)
+        src.send(req.to_bytes())
 
     async def _sweep(self) -> None:
         """End calls whose media went silent or whose session timer lapsed."""
@@ -625,9 +727,11 @@ class IngestUAS:
     def _expire(self, active: ActiveCall, now: float, inactivity: float) -> None:
         last_media = max((leg.last_packet_at() for leg in active.legs), default=0.0)
         last = max(last_media, active.last_refresh)
+        timer = active.session_timer
+        lapsed = timer is not None and now - active.last_refresh > timer.interval
         if now - last > inactivity:
             self._end(active, "MEDIA_TIMEOUT", send_bye=True)
-        elif active.session_expires and now - active.last_refresh > active.session_expires:
+        elif lapsed or now - active.started > self.settings.ingest.max_call_s:
             self._end(active, "TIMEOUT", send_bye=True)
 
     # -- helpers -----------------------------------------------------------------------------

@@ -41,6 +41,11 @@ class Runtime:
         self._started = False
         self._lock = asyncio.Lock()
 
+    @property
+    def ready(self) -> bool:
+        """True once the control views and the sink schema are up: what /healthz reports."""
+        return self._started
+
     async def ensure_started(self) -> None:
         async with self._lock:
             if self._started:

@@ -47,7 +47,7 @@ def register_views(app: faust.App, rt: Runtime) -> None:
     @app.page("/healthz")
     class Health(View):
         async def get(self, request: Request) -> Response:
-            ready = rt._started
+            ready = rt.ready
             return self.json({"ready": ready}, status=200 if ready else 503)
 
     @app.page("/analytics/query")

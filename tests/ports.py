@@ -40,11 +40,18 @@ def free_port() -> int:
     raise RuntimeError("no free port in the test service range")
 
 
+_next_rtp_slot = random.randrange(0, 1000)
+
+
 def rtp_port_range(size: int = 64) -> tuple[int, int]:
-    for _ in range(200):
-        base = random.randrange(RTP_RANGE[0], RTP_RANGE[1] - size, 2)
-        ports = set(range(base, base + size))
-        if not ports & _handed_out and all(_bindable(p) for p in range(base, base + size, 8)):
-            _handed_out.update(ports)
+    """The next free slot of the RTP range, round robin. Slots are reused once their node has
+    stopped (the bind check sees it), so a long suite never runs out; round robin keeps a just
+    stopped node's ports (and any late packets to them) out of the next test for a while."""
+    global _next_rtp_slot
+    slots = (RTP_RANGE[1] - RTP_RANGE[0]) // size
+    for _ in range(slots):
+        base = RTP_RANGE[0] + (_next_rtp_slot % slots) * size
+        _next_rtp_slot += 1
+        if all(_bindable(p) for p in range(base, base + size, 2)):
             return base, base + size - 2
     raise RuntimeError("no free RTP range")
