@@ -159,6 +159,33 @@ class IngestSettings(BaseModel):
         return self
 
 
+class KeysSettings(BaseModel):
+    """The master key of the envelope hierarchy (see :mod:`callvault.crypto`).
+
+    ``local``: a 0600 JSON key file (dev and single-machine installs), by default
+    ``<home>/keys/master.json`` (:attr:`Settings.master_key_file`). Outside production it is
+    created on first use; in production a missing file is an error. ``aws-kms``: the master key
+    never leaves KMS; ``kms_key_id`` is a key id, ARN or alias.
+    """
+
+    provider: Literal["local", "aws-kms"] = "local"
+    local_key_file: Path | None = None
+    kms_key_id: str | None = None
+    kms_region: str | None = None
+
+    @field_validator("local_key_file", "kms_key_id", "kms_region", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # docker compose passes an unset variable through as "".
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @model_validator(mode="after")
+    def _kms_needs_a_key(self) -> KeysSettings:
+        if self.provider == "aws-kms" and self.kms_key_id is None:
+            raise ValueError("provider 'aws-kms' needs kms_key_id (CALLVAULT_KEYS__KMS_KEY_ID)")
+        return self
+
+
 class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     kafka_port: int = Field(19092, ge=1, le=65535)
@@ -200,6 +227,7 @@ class Settings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     ingest: IngestSettings = IngestSettings()
     dev: DevStackSettings = DevStackSettings()
+    keys: KeysSettings = KeysSettings()
 
     @model_validator(mode="after")
     def _region_known(self) -> Settings:
@@ -227,6 +255,11 @@ class Settings(BaseSettings):
     @property
     def ingest_journal_dir(self) -> Path:
         return self.ingest.journal_dir or self.home / "ingest-journal"
+
+    @property
+    def master_key_file(self) -> Path:
+        """The local master key file: ``keys.local_key_file``, else ``<home>/keys/master.json``."""
+        return self.keys.local_key_file or self.home / "keys" / "master.json"
 
     @property
     def clickhouse_dsn(self) -> str:

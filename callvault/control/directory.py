@@ -55,7 +55,9 @@ class ControlDirectory(Generic[T]):
         """Write one control record and wait until this directory's view shows it."""
         value = get_codec().encode(self.schema, record)
         try:
-            await self.producer.send_and_wait(self._view.topic, key=key.encode(), value=value)
+            sent = await self.producer.send_and_wait(
+                self._view.topic, key=key.encode(), value=value
+            )
         except KafkaError as exc:
             raise KafkaUnavailable(f"could not write {self.schema}: {exc}") from exc
-        await self._view.sync()
+        await self._view.wait_applied(sent.partition, sent.offset)

@@ -29,7 +29,15 @@ T = TypeVar("T")
 
 
 class CompactedView(Generic[T]):
-    """Key -> latest value of a compacted topic; tombstones (null values) delete the key."""
+    """Key -> latest value of a compacted topic; tombstones (null values) delete the key.
+
+    ``on_change(key, value)`` is called for every record applied to the view, in log order,
+    right after the view changed (``value`` is None for a tombstone), including the records
+    loaded by :meth:`start`. When :meth:`sync` returns, ``on_change`` has run for everything
+    written before the call. An exception from ``on_change`` stops the view like a Kafka error
+    does: :attr:`failure` is set and :meth:`sync` raises — a listener that could not act on a
+    change (a key shred, say) must not be silently skipped.
+    """
 
     def __init__(
         self,
@@ -39,11 +47,13 @@ class CompactedView(Generic[T]):
         convert: Callable[[dict[str, Any]], T],
         *,
         request_timeout_s: float = 30.0,
+        on_change: Callable[[str, T | None], None] | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self.topic = topic
         self._schema = schema_name
         self._convert = convert
+        self._on_change = on_change
         self._timeout = request_timeout_s
         self._items: dict[str, T] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -58,6 +68,14 @@ class CompactedView(Generic[T]):
 
     def items(self) -> dict[str, T]:
         return dict(self._items)
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the view stopped tailing (None while it is healthy)."""
+        return self._failure
 
     async def start(self) -> None:
         """Start tailing and return once everything present at start is loaded."""
@@ -116,6 +134,25 @@ class CompactedView(Generic[T]):
         if self._failure is not None:
             raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
 
+    async def wait_applied(
+        self, partition: int, offset: int, timeout_s: float | None = None
+    ) -> None:
+        """Wait until the record at ``offset`` of ``partition`` (and all before it) is applied.
+
+        What a writer waits for after its own write: unlike :meth:`sync` it needs no
+        ``ListOffsets`` round trip, which queues behind the view's pending long-poll fetch on an
+        idle topic (up to the fetch wait, 500 ms).
+        """
+        tp = TopicPartition(self.topic, partition)
+
+        def applied() -> bool:
+            return self._failure is not None or self._position(tp) > offset
+
+        async with self._progress:
+            await asyncio.wait_for(self._progress.wait_for(applied), timeout_s or self._timeout)
+        if self._failure is not None:
+            raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
+
     def _position(self, tp: TopicPartition) -> int:
         return self._positions.get(tp, 0)
 
@@ -137,11 +174,11 @@ class CompactedView(Generic[T]):
                             self.skipped += 1
                         elif msg.value is None:
                             self._items.pop(key, None)
+                            if self._on_change is not None:
+                                self._on_change(key, None)
                         else:
                             try:
-                                self._items[key] = self._convert(
-                                    codec.decode(self._schema, msg.value)
-                                )
+                                value = self._convert(codec.decode(self._schema, msg.value))
                             except SchemaDecodeError as exc:
                                 # A bad control record must not hide the good ones after it.
                                 self.skipped += 1
@@ -151,6 +188,10 @@ class CompactedView(Generic[T]):
                                     offset=msg.offset,
                                     error=str(exc),
                                 )
+                                continue
+                            self._items[key] = value
+                            if self._on_change is not None:
+                                self._on_change(key, value)
                     if messages:
                         self._positions[tp] = messages[-1].offset + 1
                 # Positions also advance past compacted-away or transactional gaps.

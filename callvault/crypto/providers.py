@@ -109,12 +109,17 @@ class LocalKeyFileProvider:
     one. Every change replaces the file atomically (temporary file, fsync, rename) under an
     ``flock`` on a sidecar ``.lock`` file, re-reading it first, so two processes rotating at once
     cannot lose a version.
+
+    Another process's rotation is picked up at the next wrap (the file's identity is checked
+    with one ``stat``), so no process keeps wrapping new keys under a version that was rotated
+    away — and possibly retired — after it loaded the file.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self._path = Path(path)
         self._current = ""
         self._keys: dict[str, bytes] = {}
+        self._loaded: tuple[int, int, int] | None = None
         self._load()
 
     @classmethod
@@ -145,18 +150,22 @@ class LocalKeyFileProvider:
 
     @property
     def key_id(self) -> str:
+        self._refresh()
         return self._current
 
     @property
     def master_key_ids(self) -> tuple[str, ...]:
         """Every version in the file, oldest first."""
+        self._refresh()
         return tuple(self._keys)
 
     def is_current(self, master_key_id: str) -> bool:
+        self._refresh()
         return master_key_id == self._current
 
     def wrap(self, plaintext_key: bytes, context: Context) -> Wrapped:
         _check_plain_key(plaintext_key)
+        self._refresh()
         master_id = self._current
         nonce = os.urandom(NONCE_SIZE)
         sealed = AESGCM(self._keys[master_id]).encrypt(
@@ -223,7 +232,15 @@ class LocalKeyFileProvider:
             raise KeyNotFound(f"no master key {master_key_id} in {self._path}") from None
 
     def _load(self) -> None:
+        stamp = _file_stamp(self._path)  # before reading: a change in between reloads again
         self._current, self._keys = _read_key_file(self._path)
+        self._loaded = stamp
+
+    def _refresh(self) -> None:
+        """Reload if the file was replaced since it was read (another process rotated)."""
+        stamp = _file_stamp(self._path)
+        if stamp is not None and stamp != self._loaded:
+            self._load()
 
     def _update(self, change: _Change) -> None:
         with _flock(self._path.with_name(self._path.name + ".lock")):
@@ -236,6 +253,16 @@ class LocalKeyFileProvider:
             finally:
                 tmp.unlink(missing_ok=True)
             self._current, self._keys = current, keys
+            self._loaded = _file_stamp(self._path)
+
+
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """Identity of the file's current version (replacements are renames: a new inode)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 def _new_master_id() -> str:

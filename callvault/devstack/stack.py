@@ -9,6 +9,9 @@ silently kept. If anything fails, the services this ``up`` started are stopped a
 ClickHouse is reported, never started: the dev default is an embedded chDB directory that the
 stream worker opens (chDB locks its directory to one process); an ``http(s)://`` DSN is an
 external server.
+
+``up`` also creates the local master key file (``settings.master_key_file``, mode 0600) if it is
+missing, except in production; status reports where the master key is (never the key).
 """
 
 from __future__ import annotations
@@ -33,7 +36,17 @@ from callvault.devstack.process import ManagedProcess
 from callvault.errors import DevStackError
 from callvault.settings import Settings
 
-__all__ = ["SERVICE_NAMES", "ServiceStatus", "clickhouse_status", "down", "status", "up"]
+__all__ = [
+    "MASTER_KEY",
+    "SERVICE_NAMES",
+    "ServiceStatus",
+    "clickhouse_status",
+    "down",
+    "ensure_master_key",
+    "master_key_status",
+    "status",
+    "up",
+]
 
 #: How long ``up`` re-verifies a service that was already running.
 _RECHECK_TIMEOUT_S = 15.0
@@ -59,6 +72,8 @@ _START_ORDER: tuple[_Service, ...] = (seaweed, kafka)
 _REPORT_ORDER: tuple[_Service, ...] = (kafka, seaweed)
 #: The services the stack starts and stops (ClickHouse is only reported).
 SERVICE_NAMES: tuple[str, ...] = tuple(s.NAME for s in _REPORT_ORDER)
+#: Name of the status row of the master key (a file or a KMS key, not a service).
+MASTER_KEY = "master-key"
 
 
 def up(settings: Settings, progress: Progress = quiet) -> list[ServiceStatus]:
@@ -71,6 +86,7 @@ def up(settings: Settings, progress: Progress = quiet) -> list[ServiceStatus]:
         service.check_settings(settings)
     details: dict[str, str] = {}
     with _stack_lock(settings, progress):
+        details[MASTER_KEY] = ensure_master_key(settings)
         started: list[_Service] = []
         spawned: dict[str, float] = {}
         to_start: list[_Service] = []
@@ -164,6 +180,40 @@ def clickhouse_status(settings: Settings) -> ServiceStatus:
     )
 
 
+def ensure_master_key(settings: Settings) -> str:
+    """Create the local master key file if it is missing (not in production); a status detail."""
+    from callvault.keys import ensure_local_master_key, master_key_state
+
+    state = master_key_state(settings)
+    if state.provider != "local" or state.present:
+        return ""
+    if settings.environment == "production":
+        return "missing: production never creates a master key; restore the file"
+    ensure_local_master_key(settings)
+    return "created (mode 0600)"
+
+
+def master_key_status(settings: Settings, detail: str = "") -> ServiceStatus:
+    """Where the master key is: the local file's path or the KMS key id; never the key."""
+    from callvault.keys import master_key_state
+
+    state = master_key_state(settings)
+    if state.provider == "aws-kms":
+        return ServiceStatus(
+            name=MASTER_KEY,
+            state="external",
+            endpoint=f"aws-kms:{state.location}",
+            detail=detail or "AWS KMS; the master key never leaves KMS",
+        )
+    return ServiceStatus(
+        name=MASTER_KEY,
+        state="present" if state.present else "missing",
+        endpoint=state.location,
+        detail=detail
+        or ("local key file" if state.present else "missing; `callvault dev up` creates it"),
+    )
+
+
 def redact_dsn(dsn: str) -> str:
     """The DSN without its password (userinfo or query parameter)."""
     parts = urlsplit(dsn)
@@ -183,7 +233,11 @@ def redact_dsn(dsn: str) -> str:
 
 def _report(settings: Settings, details: dict[str, str]) -> list[ServiceStatus]:
     rows = [s.status(settings, detail=details.get(s.NAME, "")) for s in _REPORT_ORDER]
-    return [*rows, clickhouse_status(settings)]
+    return [
+        *rows,
+        clickhouse_status(settings),
+        master_key_status(settings, details.get(MASTER_KEY, "")),
+    ]
 
 
 def _require_same_settings(service: _Service, proc: ManagedProcess, settings: Settings) -> None:
