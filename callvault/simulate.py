@@ -108,8 +108,21 @@ async def publish_events(
 
     ``raw`` values are sent as-is after the events: the tests use it for poison messages.
     """
+    await publish_records(settings, "ingest.metadata", "CallEvent", events, raw=raw)
+
+
+async def publish_records(
+    settings: Settings,
+    logical_topic: str,
+    schema: str,
+    records: list[dict[str, Any]],
+    *,
+    raw: list[bytes] | None = None,
+) -> None:
+    """Produce Avro ``schema`` records to a topic, keyed by ``call_id`` (acks=all, idempotent),
+    then any ``raw`` values as they are, keyed ``poison``."""
     codec = get_codec()
-    topic = Topics(settings).ingest_metadata
+    topic = Topics(settings).name(logical_topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka.bootstrap,
         acks="all",
@@ -119,10 +132,8 @@ async def publish_events(
     await producer.start()
     try:
         futures = [
-            await producer.send(
-                topic, key=ev["call_id"].encode(), value=codec.encode("CallEvent", ev)
-            )
-            for ev in events
+            await producer.send(topic, key=r["call_id"].encode(), value=codec.encode(schema, r))
+            for r in records
         ]
         futures += [await producer.send(topic, key=b"poison", value=v) for v in raw or []]
         for fut in futures:

@@ -61,7 +61,10 @@ class Topics:
             self._spec("sealed.audio", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("sealed.transcript", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("audit.events", 1, {"retention.ms": str(audit_ms)}),
+            # content dead letters (audio, transcript) never hold the content: see streams
             self._spec("deadletter.metadata", 1, {"retention.ms": str(30 * DAY_MS)}),
+            self._spec("deadletter.audio", 1, {"retention.ms": str(30 * DAY_MS)}),
+            self._spec("deadletter.transcript", 1, {"retention.ms": str(30 * DAY_MS)}),
             self._spec("control.workspaces", 1, _COMPACTED),
             self._spec("control.trunks", 1, _COMPACTED),
             self._spec("control.keys", 1, _COMPACTED),

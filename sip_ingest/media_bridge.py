@@ -82,11 +82,21 @@ class MediaBridge:
         def drop_chunk(_record: dict[str, Any]) -> None:
             self._suppressed()
 
+        # what every content record of the call carries (see AudioChunk), stamped per chunk
+        context = {
+            "call_started_at": call.started_at,
+            "agent_id": call.agent_id,
+            "suppressed": call.suppressed,
+        }
+
+        def publish_chunk(record: dict[str, Any]) -> None:
+            self._publish({**record, **context})
+
         state = LegState(
             call.call_id,
             call.workspace_id,
             role,
-            on_chunk=self._publish if publish_audio else drop_chunk,
+            on_chunk=publish_chunk if publish_audio else drop_chunk,
             chunk_ms=self._settings.ingest.chunk_ms,
             audio_payload_types={media.payload_type: media.codec},  # type: ignore[dict-item]
             dtmf_payload_type=media.dtmf_payload_type,

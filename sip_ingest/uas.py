@@ -200,7 +200,13 @@ class IngestUAS:
         call = self._find(call_id)
         if call is None:
             return None
-        return CallInfo(call.workspace_id, call.recording_enabled, call.suppressed)
+        return CallInfo(
+            call.workspace_id,
+            call.recording_enabled,
+            call.suppressed,
+            agent_id=call.agent_id,
+            started_at=call.started_at,
+        )
 
     def add_tool_invocations(
         self, call_id: str, workspace_id: str, invocations: Sequence[Any]
@@ -628,6 +634,10 @@ class IngestUAS:
             callee = (rec_callee.number if rec_callee else None) or callee
         agent = req.headers.get("X-Callvault-Agent") or to_user or None
         header_off = (req.headers.get("X-Callvault-Recording") or "").strip().lower() == "off"
+        rule = policy.suppression_for(
+            caller=caller, callee=callee, agent_id=agent, trunk_id=cred.trunk_id
+        )
+        reason = "sip_header" if header_off else (f"rule:{rule}" if rule else None)
         recording = policy.recording_enabled_for(agent)
         return Call(
             call_id=str(uuid.uuid4()),
@@ -638,8 +648,8 @@ class IngestUAS:
             caller_number=caller or "unknown",
             callee_number=callee or "unknown",
             recording_enabled=recording,
-            suppressed=header_off,
-            suppression_reason="sip_header" if header_off else None,
+            suppressed=reason is not None,
+            suppression_reason=reason,
             siprec=metadata is not None,
         )
 

@@ -24,8 +24,9 @@ from faust.streams import Stream
 from faust.types import EventT, StreamT
 
 from callvault.settings import Settings
-from streams.processors import AnalyticsWriter, MetadataSealer
+from streams.processors import AnalyticsWriter
 from streams.runtime import Runtime
+from streams.sealers import AudioSealer, MetadataSealer, Sealer, TranscriptSealer
 from streams.web import register_views
 
 
@@ -85,15 +86,21 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     app.callvault_runtime = rt  # type: ignore[attr-defined]
     batch_max, within = settings.worker.batch_max, settings.worker.batch_within_s
 
-    ingest = app.topic(rt.topics.ingest_metadata, value_serializer="raw", key_serializer="raw")
-    sealed = app.topic(rt.topics.sealed_metadata, value_serializer="raw", key_serializer="raw")
-    sealer = MetadataSealer(rt)
-    writer = AnalyticsWriter(rt)
+    def topic(logical: str) -> Any:
+        return app.topic(rt.topics.name(logical), value_serializer="raw", key_serializer="raw")
 
-    @app.agent(ingest, concurrency=1, name="seal-metadata")
-    async def seal_metadata(stream: StreamT[bytes]) -> None:
-        await rt.ensure_started()
-        await checkpointed(stream, batch_max, within, sealer.handle)
+    def sealing_agent(sealer: Sealer, source: str) -> None:
+        async def agent(stream: StreamT[bytes]) -> None:
+            await rt.ensure_started()
+            await checkpointed(stream, batch_max, within, sealer.handle)
+
+        app.agent(topic(source), concurrency=1, name=sealer.stage.replace(".", "-"))(agent)
+
+    sealing_agent(MetadataSealer(rt), "ingest.metadata")
+    sealing_agent(AudioSealer(rt), "ingest.audio")
+    sealing_agent(TranscriptSealer(rt), "ingest.transcript")
+    writer = AnalyticsWriter(rt)
+    sealed = topic("sealed.metadata")
 
     @app.agent(sealed, concurrency=1, name="analytics-calls")
     async def analytics_calls(stream: StreamT[bytes]) -> None:

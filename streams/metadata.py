@@ -1,12 +1,9 @@
 """Sealing a call event: the pure part of the metadata processor (no Kafka, no I/O).
 
-What leaves here carries its workspace's region and an ``expires_at``, and no clear phone number.
-
-``expires_at`` is measured from the call's *start*, not its end: every artifact of a call (audio
-chunks, transcript segments, each metadata event) already knows the start instant while the call
-is still running, so every processor derives the same expiry independently, and no artifact can
-outlive the promised retention. The price is that a call is kept retention-minus-its-duration
-after it ended, which errs on the side of the promise.
+What leaves here carries its workspace's region and an ``expires_at`` (see
+:mod:`streams.governance` for why it counts from the call's start), no clear phone number (a
+keyed hash for lookups, a masked form for people, the full numbers only sealed under the call's
+data key), redacted tool arguments, and the suppression decision of the workspace's rules.
 """
 
 from __future__ import annotations
@@ -14,13 +11,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from callvault.control.workspaces import WorkspacePolicy
-from streams.errors import InvalidRecord, UnknownWorkspace, WorkspaceDeleted
+from streams.errors import InvalidRecord
+from streams.governance import (
+    CallKey,
+    call_start,
+    expires_at,
+    redact_tool_invocations,
+    require_policy,
+    seal_numbers,
+)
 
-_MAX_CLOCK_SKEW = timedelta(days=1)
 _PHONE_CHARS = set("+0123456789")
 
 
@@ -43,32 +47,26 @@ def mask_number(number: str) -> str:
     return n[:5] + "*" * (len(n) - 7) + n[-2:]
 
 
-def expires_at(call_started_at: datetime, retention_days: int) -> datetime:
-    return call_started_at + timedelta(days=retention_days)
-
-
 def seal_call_event(
     event: Mapping[str, Any],
     policy: WorkspacePolicy | None,
     *,
     pepper: bytes,
+    key: CallKey,
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Turn an ``ingest.metadata`` CallEvent into a ``sealed.metadata`` SealedCallEvent."""
     now = now or datetime.now(UTC)
-    if policy is None:
-        raise UnknownWorkspace(f"no policy for workspace {event.get('workspace_id')!r}")
-    if policy.deleted:
-        raise WorkspaceDeleted(f"workspace {policy.workspace_id!r} has been deleted")
-    started = event["call_started_at"]
-    if started > now + _MAX_CLOCK_SKEW:
-        raise InvalidRecord(f"call_started_at {started.isoformat()} is in the future")
+    policy = require_policy(event["workspace_id"], policy)
+    started = call_start(event, "call_started_at", now)
     for field in ("caller_number", "callee_number"):
         if not normalise_number(event[field]):
             raise InvalidRecord(f"{field} contains no digits")
     if not event["call_id"]:
         raise InvalidRecord("call_id is empty")
     workspace = event["workspace_id"]
+    suppressed, reason = suppression(event, policy)
+    invocations, redactions = redact_tool_invocations(list(event["tool_invocations"]))
     return {
         "event_id": event["event_id"],
         "call_id": event["call_id"],
@@ -93,13 +91,26 @@ def seal_call_event(
         "recording_enabled": bool(
             event["recording_enabled"] and policy.recording_enabled_for(event["agent_id"])
         ),
-        "suppressed": event["suppressed"],
-        "suppression_reason": event["suppression_reason"],
-        "tool_invocations": list(event["tool_invocations"]),
+        "suppressed": suppressed,
+        "suppression_reason": reason,
+        "tool_invocations": invocations,
         "packets_received": event["packets_received"],
         "packets_lost": event["packets_lost"],
         "jitter_ms": event["jitter_ms"],
-        "redaction_count": 0,
+        "redaction_count": redactions,
         "sealed_at": now,
         "policy_version": policy.version,
+        "numbers_ciphertext": seal_numbers(event, policy.region, key),
     }
+
+
+def suppression(event: Mapping[str, Any], policy: WorkspacePolicy) -> tuple[bool, str | None]:
+    """The edge's decision, or the workspace's rules if the edge missed one (a rule added while
+    the call rang, or an edge bug): a call is suppressed if either says so."""
+    if event["suppressed"]:
+        return True, event["suppression_reason"]
+    rule = policy.suppression_for(
+        caller=event["caller_number"], callee=event["callee_number"],
+        agent_id=event["agent_id"], trunk_id=event["trunk_id"],
+    )  # fmt: skip
+    return (True, f"rule:{rule}") if rule else (False, None)

@@ -24,6 +24,12 @@ class StreamMetrics:
             ["stage", "reason"],
             registry=self.registry,
         )
+        self.content_dropped = Counter(
+            "callvault_content_dropped",
+            "Audio/transcript records not sealed on purpose (suppressed, recording off, erased)",
+            ["stage", "reason"],
+            registry=self.registry,
+        )
         self.sink_retries = Counter(
             "callvault_sink_retries",
             "Retries of a durable write after a transient error",

@@ -1,5 +1,6 @@
-"""The batch handlers behind the agents. Each returns only after its outputs are durable; the
-agent acknowledges the batch's offsets after that, never before."""
+"""The sink-side batch handlers behind the agents (the sealing side is :mod:`streams.sealers`).
+Each returns only after its outputs are durable; the agent acknowledges the batch's offsets after
+that, never before."""
 
 from __future__ import annotations
 
@@ -10,65 +11,13 @@ from typing import Any
 from faust.types import EventT
 
 from schemas.codec import get_codec
-from schemas.errors import SchemaDecodeError, SchemaEncodeError
+from schemas.errors import SchemaDecodeError
 from sinks.clickhouse.calls import CallsSink
 from sinks.errors import ResidencyViolation, SinkError, SinkRejected
-from streams.errors import StreamError
-from streams.metadata import seal_call_event
 from streams.retry import retry_transient
 from streams.runtime import Runtime
 
-SEAL_STAGE = "seal.metadata"
 ANALYTICS_STAGE = "analytics.calls"
-
-
-class MetadataSealer:
-    """ingest.metadata -> validate -> region + expires_at -> sealed.metadata."""
-
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        self._codec = get_codec()
-        self._pepper = rt.settings.hash_pepper.get_secret_value().encode()
-
-    async def handle(self, events: Sequence[EventT]) -> None:
-        rt = self.rt
-        pending: list[Awaitable[Any]] = []
-        started = time.perf_counter()
-        for event in events:
-            rt.metrics.records_in.labels(SEAL_STAGE).inc()
-            value = event.message.value
-            try:
-                if value is None:
-                    raise SchemaDecodeError("record has no value")
-                rec = self._codec.decode("CallEvent", value)
-                policy = await rt.policy(rec["workspace_id"])
-                sealed = seal_call_event(rec, policy, pepper=self._pepper)
-                out = self._codec.encode("SealedCallEvent", sealed)
-            except SchemaDecodeError as exc:
-                pending.append(
-                    await rt.dead_letter(event, stage=SEAL_STAGE, reason="undecodable", error=exc)
-                )
-                continue
-            except StreamError as exc:
-                pending.append(
-                    await rt.dead_letter(event, stage=SEAL_STAGE, reason=exc.reason, error=exc)
-                )
-                continue
-            except SchemaEncodeError as exc:
-                pending.append(
-                    await rt.dead_letter(event, stage=SEAL_STAGE, reason="unencodable", error=exc)
-                )
-                continue
-            headers = [
-                ("region", sealed["region"].encode()),
-                ("workspace", sealed["workspace_id"].encode()),
-            ]
-            pending.append(
-                await rt.send(rt.topics.sealed_metadata, sealed["call_id"].encode(), out, headers)
-            )
-            rt.metrics.records_out.labels(SEAL_STAGE).inc()
-        await rt.deliver(pending, SEAL_STAGE)
-        rt.metrics.batch_seconds.labels(SEAL_STAGE).observe(time.perf_counter() - started)
 
 
 class AnalyticsWriter:

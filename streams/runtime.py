@@ -8,15 +8,21 @@ guarded by a lock so it happens once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Sequence
+import contextlib
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import structlog
 from aiokafka.errors import KafkaError
 from faust.types import AppT, EventT
 
+from callvault.audit import encode_audit
 from callvault.control.view import CompactedView
 from callvault.control.workspaces import WorkspacePolicy, workspace_view
+from callvault.crypto.errors import KeyProviderError
+from callvault.crypto.keyring import KeyRing
 from callvault.settings import Settings
 from callvault.topics import Topics
 from sinks.clickhouse.client import ClickHouse
@@ -30,6 +36,37 @@ log = structlog.get_logger(__name__)
 Headers = Sequence[tuple[str, bytes]]
 
 
+class SuppressedCalls:
+    """Calls the metadata stream said are suppressed, so their audio and transcript processed
+    later in this worker are dropped even if their own records say otherwise.
+
+    In-process state is enough because a call's records share its key, hence its partition
+    number on every ``ingest.*`` topic (same partition counts), and faust assigns co-partitioned
+    topics' partitions to the same worker. Entries live for a day (longer than any call may
+    last) and the set is bounded; what it forgets, the record's own flag and the policy still
+    guard.
+    """
+
+    def __init__(self, ttl_s: float = 86_400, max_entries: int = 1_000_000) -> None:
+        self._ttl, self._max = ttl_s, max_entries
+        self._calls: OrderedDict[str, float] = OrderedDict()
+
+    def add(self, call_id: str) -> None:
+        self._calls[call_id] = time.monotonic() + self._ttl
+        self._calls.move_to_end(call_id)
+        while len(self._calls) > self._max:
+            self._calls.popitem(last=False)
+
+    def __contains__(self, call_id: object) -> bool:
+        deadline = self._calls.get(call_id)  # type: ignore[call-overload]
+        if deadline is None:
+            return False
+        if deadline < time.monotonic():
+            del self._calls[call_id]  # type: ignore[arg-type]
+            return False
+        return True
+
+
 class Runtime:
     def __init__(self, settings: Settings, app: AppT) -> None:
         self.settings = settings
@@ -38,6 +75,9 @@ class Runtime:
         self.metrics = StreamMetrics()
         self.workspaces: CompactedView[WorkspacePolicy] = workspace_view(settings)
         self.clickhouse = ClickHouse(settings.clickhouse_dsn, settings.clickhouse.database)
+        self.suppressed_calls = SuppressedCalls()
+        self._keyring: KeyRing | None = None
+        self._resources = contextlib.AsyncExitStack()
         self._started = False
         self._lock = asyncio.Lock()
 
@@ -51,6 +91,9 @@ class Runtime:
             if self._started:
                 return
             await self.workspaces.start()
+            from callvault.control.keys import open_keyring  # the key store needs Kafka
+
+            self._keyring = await self._resources.enter_async_context(open_keyring(self.settings))
             await retry_transient(
                 lambda: ensure_schema(self.clickhouse),
                 is_transient=lambda e: getattr(e, "retriable", False),
@@ -61,8 +104,28 @@ class Runtime:
             log.info("worker_runtime_ready", region=self.settings.region)
 
     async def stop(self) -> None:
+        await self._resources.aclose()
         await self.workspaces.stop()
         await self.clickhouse.close()
+
+    @property
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            raise RuntimeError("runtime not started")
+        return self._keyring
+
+    async def call_key(self, workspace_id: str, call_id: str) -> tuple[str, bytes]:
+        """The call's data key; a KMS hiccup pauses the stream (retried), never drops data."""
+        return await retry_transient(
+            lambda: self.keyring.call_key(workspace_id, call_id),
+            is_transient=lambda e: isinstance(e, KeyProviderError) and e.retriable,
+            max_backoff_s=self.settings.worker.retry_max_backoff_s,
+            what="call key",
+        )
+
+    async def audit(self, event: Mapping[str, Any]) -> Awaitable[Any]:
+        key, value = encode_audit(event)
+        return await self.send(self.topics.audit_events, key, value)
 
     async def policy(self, workspace_id: str) -> WorkspacePolicy | None:
         """The workspace's policy; on a miss, sync the view once, since the control record may
@@ -82,7 +145,14 @@ class Runtime:
         )
 
     async def dead_letter(
-        self, event: EventT, *, stage: str, reason: str, error: BaseException
+        self,
+        event: EventT,
+        *,
+        stage: str,
+        reason: str,
+        error: BaseException,
+        topic: str | None = None,
+        keep_value: bool = True,
     ) -> Awaitable[Any]:
         msg = event.message
         self.metrics.dead_letters.labels(stage, reason).inc()
@@ -100,12 +170,12 @@ class Runtime:
             partition=msg.partition,
             offset=msg.offset,
             key=msg.key,
-            value=msg.value,
+            value=msg.value if keep_value else None,
             reason=reason,
             error=error,
             stage=stage,
         )
-        return await self.send(self.topics.deadletter_metadata, msg.key, value)
+        return await self.send(topic or self.topics.deadletter_metadata, msg.key, value)
 
     async def deliver(self, pending: list[Awaitable[Any]], what: str) -> None:
         """Wait until every pending send is acknowledged by the broker."""

@@ -85,6 +85,15 @@ def create(
     metavar="AGENT=on|off",
     help="Per-agent recording override; repeatable.",
 )
+@click.option(
+    "--suppress",
+    "suppress",
+    multiple=True,
+    metavar="RULE",
+    help="Add a suppression rule (caller_prefix:+4480, callee_prefix:N, agent:ID, trunk:ID); "
+    "matching calls are never recorded. Repeatable.",
+)
+@click.option("--unsuppress", multiple=True, metavar="RULE", help="Remove a suppression rule.")
 @json_option
 @click.pass_context
 def set_(
@@ -94,6 +103,8 @@ def set_(
     name: str | None,
     recording_default: bool | None,
     agent_recording: tuple[str, ...],
+    suppress: tuple[str, ...],
+    unsuppress: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Change WORKSPACE_ID's policy; takes effect for records processed after the change."""
@@ -113,14 +124,17 @@ def set_(
                 f"{item!r} is not AGENT=on|off", param_hint="--agent-recording"
             )
         overrides[agent] = state == "on"
-    if not changes and not overrides:
+    if not changes and not overrides and not suppress and not unsuppress:
         raise click.UsageError("nothing to change: give at least one option")
 
     async def go() -> WorkspacePolicy:
         async with WorkspaceDirectory(settings) as d:
+            current = d.get(workspace_id)
             if overrides:
-                merged = {**d.get(workspace_id).agent_recording, **overrides}
-                changes["agent_recording"] = merged
+                changes["agent_recording"] = {**current.agent_recording, **overrides}
+            if suppress or unsuppress:
+                rules = [r for r in current.suppression_rules if r not in unsuppress]
+                changes["suppression_rules"] = rules + [r for r in suppress if r not in rules]
             return await d.update(workspace_id, **changes)
 
     _show([run(go())], as_json)

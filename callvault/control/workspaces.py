@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from callvault.control.directory import ControlDirectory
+from callvault.control.suppression import matching_rule, validate_rule
 from callvault.control.view import CompactedView
 from callvault.errors import ControlError
 from callvault.settings import Settings
@@ -47,6 +48,8 @@ class WorkspacePolicy:
             raise ControlError(
                 f"region {self.region!r} is not one of {', '.join(settings.regions)}"
             )
+        for rule in self.suppression_rules:
+            validate_rule(rule)
         if not MIN_RETENTION_DAYS <= self.retention_days <= MAX_RETENTION_DAYS:
             raise ControlError(
                 f"retention_days must be {MIN_RETENTION_DAYS} to {MAX_RETENTION_DAYS}, "
@@ -57,6 +60,15 @@ class WorkspacePolicy:
         if agent_id is not None and agent_id in self.agent_recording:
             return self.agent_recording[agent_id]
         return self.recording_default
+
+    def suppression_for(
+        self, *, caller: str | None, callee: str | None, agent_id: str | None, trunk_id: str | None
+    ) -> str | None:
+        """The rule that suppresses such a call (see :mod:`callvault.control.suppression`)."""
+        return matching_rule(
+            self.suppression_rules, caller=caller, callee=callee, agent_id=agent_id,
+            trunk_id=trunk_id,
+        )  # fmt: skip
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)

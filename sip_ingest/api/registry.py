@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 #: One tool invocation shaped like the Avro ``callvault.ToolInvocation`` record (``invoked_at`` a
@@ -25,6 +26,17 @@ class CallInfo:
     #: Mirrors ``CallEvent.recording_enabled`` and ``suppressed``.
     recording_enabled: bool = True
     suppressed: bool = False
+    agent_id: str | None = None
+    started_at: datetime | None = None
+
+    def artifact_context(self) -> dict[str, Any]:
+        """The fields every content record of the call carries (see ``AudioChunk``), so the
+        governance processors can stamp expiry and apply recording policy per record."""
+        return {
+            "call_started_at": self.started_at,
+            "agent_id": self.agent_id,
+            "suppressed": self.suppressed,
+        }
 
     @property
     def content_allowed(self) -> bool:

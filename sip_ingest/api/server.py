@@ -188,7 +188,7 @@ class IngestApi:
         if not info.content_allowed:
             return self._discarded(len(body.segments))
         records = [segment_record(call_id, body.workspace_id, s) for s in body.segments]
-        return self._publish(call_id, records)
+        return self._publish(call_id, info, records)
 
     async def _summary(self, request: web.Request) -> web.Response:
         call_id = _call_id(request)
@@ -196,7 +196,7 @@ class IngestApi:
         info = self._call(call_id, body.workspace_id)
         if not info.content_allowed:
             return self._discarded(1)
-        return self._publish(call_id, [summary_record(call_id, body, self._clock())])
+        return self._publish(call_id, info, [summary_record(call_id, body, self._clock())])
 
     async def _tool_invocations(self, request: web.Request) -> web.Response:
         call_id = _call_id(request)
@@ -243,12 +243,15 @@ class IngestApi:
             status=202,
         )
 
-    def _publish(self, call_id: str, records: Sequence[dict[str, Any]]) -> web.Response:
+    def _publish(
+        self, call_id: str, info: CallInfo, records: Sequence[dict[str, Any]]
+    ) -> web.Response:
         topic = self._transcript_topic
+        context = info.artifact_context()
         try:
             # Encode everything first so an invalid segment fails the request before any of it
             # is published.
-            values = [get_codec().encode("TranscriptSegment", r) for r in records]
+            values = [get_codec().encode("TranscriptSegment", {**r, **context}) for r in records]
         except SchemaEncodeError as exc:
             self._publisher.record_drop("encode_error", topic, str(exc))
             raise BodyError([("", str(exc))]) from None

@@ -39,14 +39,19 @@ HISTORY_DIR = SCHEMA_DIR / "history"
 # never edit one.
 RELEASED = {
     "AudioChunk.v1": "6a3e125026be8fc6",
+    "AudioChunk.v2": "ef0d532fd5e154b1",
     "AuditEvent.v1": "dcdd811967f3f99e",
     "CallEvent.v1": "8131b163458b6551",
     "DeadLetter.v1": "eb7c14e71a86fae6",
     "DeletionCertificate.v1": "e3d5daa492c5f384",
     "ErasureRequest.v1": "58df765c4b0abd55",
     "KeyRecord.v1": "17dd760c502a685e",
+    "SealedAudioChunk.v1": "d08c4a892b76d330",
     "SealedCallEvent.v1": "d2d463e8f9687710",
+    "SealedCallEvent.v2": "da0398d7a5cfb223",
+    "SealedTranscriptSegment.v1": "1d32056898297201",
     "TranscriptSegment.v1": "897fe2f2220001f9",
+    "TranscriptSegment.v2": "7b877aa043c766f0",
     "TrunkCredential.v1": "9eb662c5b6ad1840",
     "WorkspacePolicy.v1": "1bafa7504b4167bf",
 }

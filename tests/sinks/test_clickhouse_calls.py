@@ -12,6 +12,7 @@ from callvault.simulate import simulated_calls
 from sinks.clickhouse.calls import CallsSink
 from sinks.clickhouse.ddl import ensure_schema
 from sinks.errors import ResidencyViolation
+from streams.governance import CallKey
 from streams.metadata import seal_call_event
 
 POLICY = WorkspacePolicy("acme", "Acme", "eu", retention_days=30)
@@ -21,7 +22,11 @@ def sealed_events(n_calls: int, *, policy: WorkspacePolicy = POLICY, seed: int =
     out = []
     for call in simulated_calls(policy.workspace_id, n_calls, seed=seed):
         for ev in call.events:
-            out.append(seal_call_event({**ev, **kw}, policy, pepper=b"pepper"))
+            out.append(
+                seal_call_event(
+                    {**ev, **kw}, policy, pepper=b"pepper", key=CallKey("ck-test", bytes(32))
+                )
+            )
     return out
 
 

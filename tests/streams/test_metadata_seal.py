@@ -13,9 +13,11 @@ from callvault.control.workspaces import WorkspacePolicy
 from callvault.simulate import call_events
 from schemas.codec import get_codec
 from streams.errors import InvalidRecord, UnknownWorkspace, WorkspaceDeleted
+from streams.governance import CallKey
 from streams.metadata import mask_number, number_hash, seal_call_event
 
 POLICY = WorkspacePolicy("acme", "Acme", "apac", retention_days=45, version=7)
+KEY = CallKey("ck-test", bytes(range(32)))
 
 
 def event(**changes):
@@ -25,7 +27,7 @@ def event(**changes):
 
 def test_sealed_record_carries_region_expiry_and_policy_version():
     ev = event()
-    sealed = seal_call_event(ev, POLICY, pepper=b"k")
+    sealed = seal_call_event(ev, POLICY, pepper=b"k", key=KEY)
     assert sealed["region"] == "apac"
     assert sealed["expires_at"] == ev["call_started_at"] + timedelta(days=45)
     assert sealed["policy_version"] == 7
@@ -34,13 +36,15 @@ def test_sealed_record_carries_region_expiry_and_policy_version():
 
 def test_every_event_of_a_call_gets_the_same_expiry():
     call = call_events("acme", rng=random.Random(4))
-    expiries = {seal_call_event(ev, POLICY, pepper=b"k")["expires_at"] for ev in call.events}
+    expiries = {
+        seal_call_event(ev, POLICY, pepper=b"k", key=KEY)["expires_at"] for ev in call.events
+    }
     assert len(expiries) == 1
 
 
 def test_no_clear_number_survives_sealing():
     ev = event(caller_number="+44 7700 900123", callee_number="+1 (202) 555-0143")
-    blob = get_codec().encode("SealedCallEvent", seal_call_event(ev, POLICY, pepper=b"k"))
+    blob = get_codec().encode("SealedCallEvent", seal_call_event(ev, POLICY, pepper=b"k", key=KEY))
     for digits in ("447700900123", "7700900123", "12025550143", "900123"):
         assert digits.encode() not in blob
 
@@ -59,7 +63,7 @@ def test_number_hash_is_keyed_and_per_workspace():
 
 def test_agent_with_recording_off_is_flagged():
     policy = WorkspacePolicy("acme", "Acme", "eu", agent_recording={"agent-1": False})
-    assert seal_call_event(event(), policy, pepper=b"k")["recording_enabled"] is False
+    assert seal_call_event(event(), policy, pepper=b"k", key=KEY)["recording_enabled"] is False
 
 
 @pytest.mark.parametrize(
@@ -74,7 +78,7 @@ def test_agent_with_recording_off_is_flagged():
 )
 def test_refusals_name_their_reason(policy, changes, error):
     with pytest.raises(error) as info:
-        seal_call_event(event(**changes), policy, pepper=b"k")
+        seal_call_event(event(**changes), policy, pepper=b"k", key=KEY)
     assert info.value.reason
 
 
