@@ -102,6 +102,9 @@ class WorkerSettings(BaseModel):
     #: Sink retries back off exponentially up to this ceiling and never give up on a transient
     #: error: consumption pauses instead of committing past unwritten data.
     retry_max_backoff_s: float = Field(10.0, gt=0)
+    #: How often the worker enforces current retention (shreds expired calls' keys, deletes
+    #: their rows); see streams/retention.py.
+    retention_sweep_s: float = Field(300.0, gt=0)
 
 
 class IngestSettings(BaseModel):

@@ -20,14 +20,18 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import faust
+import structlog
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 
 from callvault.settings import Settings
 from streams.processors import AnalyticsWriter
+from streams.retention import RetentionSweeper
 from streams.runtime import Runtime
 from streams.sealers import AudioSealer, MetadataSealer, Sealer, TranscriptSealer
 from streams.web import register_views
+
+log = structlog.get_logger(__name__)
 
 
 async def checkpointed(
@@ -106,6 +110,17 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     async def analytics_calls(stream: StreamT[bytes]) -> None:
         await rt.ensure_started()
         await checkpointed(stream, batch_max, within, writer.handle)
+
+    sweeper = RetentionSweeper(rt)
+
+    @app.timer(settings.worker.retention_sweep_s)
+    async def enforce_retention() -> None:
+        if not rt.ready:
+            return
+        try:
+            await sweeper.sweep()
+        except Exception:  # the next pass retries; a store outage must not stop the worker
+            log.exception("retention_sweep_failed")
 
     register_views(app, rt)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from faust.types import EventT
 
+from callvault.audit import audit_event
 from schemas.codec import get_codec
 from schemas.errors import SchemaDecodeError
 from sinks.clickhouse.calls import CallsSink
@@ -49,6 +50,13 @@ class AnalyticsWriter:
                 )
             except ResidencyViolation as exc:
                 rt.metrics.cross_region.labels(self.sink.region, rec["region"]).inc()
+                refusal = audit_event(
+                    "residency.refused", actor_kind="SERVICE", actor_id=f"sink:{ANALYTICS_STAGE}",
+                    outcome="DENIED", workspace_id=rec["workspace_id"], region=rec["region"],
+                    target=f"call:{rec['call_id']}",
+                    details={"sink_region": self.sink.region, "record_region": rec["region"]},
+                )  # fmt: skip
+                pending.append(await rt.audit(refusal))
                 pending.append(
                     await rt.dead_letter(
                         event, stage=ANALYTICS_STAGE, reason="residency", error=exc

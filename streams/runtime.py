@@ -12,7 +12,8 @@ import contextlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiokafka.errors import KafkaError
@@ -30,6 +31,9 @@ from sinks.clickhouse.ddl import ensure_schema
 from streams.deadletter import dead_letter
 from streams.metrics import StreamMetrics
 from streams.retry import retry_transient
+
+if TYPE_CHECKING:
+    from callvault.control.keys import KeyAdmin, Keys
 
 log = structlog.get_logger(__name__)
 
@@ -76,7 +80,8 @@ class Runtime:
         self.workspaces: CompactedView[WorkspacePolicy] = workspace_view(settings)
         self.clickhouse = ClickHouse(settings.clickhouse_dsn, settings.clickhouse.database)
         self.suppressed_calls = SuppressedCalls()
-        self._keyring: KeyRing | None = None
+        self._keys: Keys | None = None
+        self._key_admin: KeyAdmin | None = None
         self._resources = contextlib.AsyncExitStack()
         self._started = False
         self._lock = asyncio.Lock()
@@ -91,9 +96,12 @@ class Runtime:
             if self._started:
                 return
             await self.workspaces.start()
-            from callvault.control.keys import open_keyring  # the key store needs Kafka
+            from callvault.control.keys import KeyAdmin, open_keys  # the key store needs Kafka
 
-            self._keyring = await self._resources.enter_async_context(open_keyring(self.settings))
+            self._keys = await self._resources.enter_async_context(open_keys(self.settings))
+            self._key_admin = KeyAdmin(
+                self.settings, self._keys, actor="worker:retention", actor_kind="SYSTEM"
+            )
             await retry_transient(
                 lambda: ensure_schema(self.clickhouse),
                 is_transient=lambda e: getattr(e, "retriable", False),
@@ -109,15 +117,28 @@ class Runtime:
         await self.clickhouse.close()
 
     @property
-    def keyring(self) -> KeyRing:
-        if self._keyring is None:
+    def keys(self) -> Keys:
+        if self._keys is None:
             raise RuntimeError("runtime not started")
-        return self._keyring
+        return self._keys
 
-    async def call_key(self, workspace_id: str, call_id: str) -> tuple[str, bytes]:
+    @property
+    def key_admin(self) -> KeyAdmin:
+        """Audited key operations, acting as the worker (retention shreds)."""
+        if self._key_admin is None:
+            raise RuntimeError("runtime not started")
+        return self._key_admin
+
+    @property
+    def keyring(self) -> KeyRing:
+        return self.keys.ring
+
+    async def call_key(
+        self, workspace_id: str, call_id: str, call_started_at: datetime | None
+    ) -> tuple[str, bytes]:
         """The call's data key; a KMS hiccup pauses the stream (retried), never drops data."""
         return await retry_transient(
-            lambda: self.keyring.call_key(workspace_id, call_id),
+            lambda: self.keyring.call_key(workspace_id, call_id, call_started_at=call_started_at),
             is_transient=lambda e: isinstance(e, KeyProviderError) and e.retriable,
             max_backoff_s=self.settings.worker.retry_max_backoff_s,
             what="call key",

@@ -61,7 +61,9 @@ class Sealer(ABC):
         """The sealed record, or why the content is dropped."""
 
     async def call_key(self, record: Mapping[str, Any]) -> CallKey:
-        key_id, key = await self.rt.call_key(record["workspace_id"], record["call_id"])
+        key_id, key = await self.rt.call_key(
+            record["workspace_id"], record["call_id"], record.get("call_started_at")
+        )
         return CallKey(key_id, key)
 
     async def handle(self, events: Sequence[EventT]) -> None:

@@ -129,6 +129,7 @@ def _to_record(raw: dict[str, Any]) -> KeyRecord:
         "algorithm": raw.get("algorithm") or ALGORITHM,
         "created_at": raw["created_at"],
         "destroyed": bool(raw.get("destroyed", False)),
+        "call_started_at": raw.get("call_started_at"),
     }
 
 
@@ -150,7 +151,12 @@ def describe_key(record: KeyRecord) -> dict[str, Any]:
         "algorithm": record["algorithm"],
         "created_at": record["created_at"].isoformat(),
         "destroyed": record["destroyed"],
+        "call_started_at": _iso(record.get("call_started_at")),
     }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 class KafkaKeyStore(ControlDirectory[KeyRecord]):
@@ -599,6 +605,7 @@ class KeyAdmin:
                 "algorithm": ALGORITHM,
                 "created_at": datetime.now(UTC),
                 "destroyed": True,
+                "call_started_at": None,
             }
         )
         return key_id

@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Literal, Protocol, TypedDict
+from typing import Final, Literal, NotRequired, Protocol, TypedDict
 from weakref import WeakValueDictionary
 
 from cryptography.exceptions import InvalidTag
@@ -92,6 +92,7 @@ class KeyRecord(TypedDict):
     algorithm: str
     created_at: datetime
     destroyed: bool
+    call_started_at: NotRequired[datetime | None]
 
 
 class KeyStore(Protocol):
@@ -210,9 +211,12 @@ class KeyRing:
 
     # -- the data path
 
-    async def call_key(self, workspace_id: str, call_id: str) -> tuple[str, bytes]:
+    async def call_key(
+        self, workspace_id: str, call_id: str, *, call_started_at: datetime | None = None
+    ) -> tuple[str, bytes]:
         """The key to encrypt a call's artifacts with, created on first use.
 
+        ``call_started_at`` is recorded on a new key so retention can shred it on time.
         Raises :class:`KeyDestroyed` for a call or workspace that was shredded.
         """
         async with self._lock("call", workspace_id, call_id):
@@ -226,7 +230,7 @@ class KeyRing:
                 return key_id, await self.key_for(
                     key_id, workspace_id=workspace_id, call_id=call_id
                 )
-            return await self._create_call_key(workspace_id, call_id)
+            return await self._create_call_key(workspace_id, call_id, call_started_at)
 
     async def key_for(self, key_id: str, *, workspace_id: str, call_id: str) -> bytes:
         """The call key ``key_id`` to decrypt with, if it belongs to this workspace and call.
@@ -429,12 +433,15 @@ class KeyRing:
             "algorithm": ALGORITHM,
             "created_at": _now(),
             "destroyed": False,
+            "call_started_at": None,
         }
         await self._store.put(record)
         self._cache_put(key_id, _Cached(plaintext, "WORKSPACE", workspace_id, None))
         return key_id, plaintext
 
-    async def _create_call_key(self, workspace_id: str, call_id: str) -> tuple[str, bytes]:
+    async def _create_call_key(
+        self, workspace_id: str, call_id: str, call_started_at: datetime | None
+    ) -> tuple[str, bytes]:
         key_id, key, created_at = f"ck-{secrets.token_hex(16)}", os.urandom(KEY_SIZE), _now()
         while True:
             parent_id, parent = await self._active_workspace_key(workspace_id)
@@ -448,6 +455,7 @@ class KeyRing:
                 "algorithm": ALGORITHM,
                 "created_at": created_at,
                 "destroyed": False,
+                "call_started_at": call_started_at,
             }
             await self._store.put(record)
             # A rotation that started while we wrote may have swept before our record was

@@ -80,8 +80,13 @@ class ClickHouse:
         except (OperationalError, ClickHouseError, OSError) as exc:
             raise SinkUnavailable(str(exc)) from exc
 
-    async def command(self, sql: str, settings: dict[str, Any] | None = None) -> Any:
-        return await self.run(lambda c: c.command(sql, settings=settings))
+    async def command(
+        self,
+        sql: str,
+        settings: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
+    ) -> Any:
+        return await self.run(lambda c: c.command(sql, parameters=parameters, settings=settings))
 
     async def insert(
         self,
@@ -97,10 +102,15 @@ class ClickHouse:
         )
 
     async def query(
-        self, sql: str, settings: dict[str, Any] | None = None
+        self,
+        sql: str,
+        settings: dict[str, Any] | None = None,
+        parameters: dict[str, Any] | None = None,
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """``parameters`` bind ``{name:Type}`` placeholders: values never become SQL text."""
+
         def _q(c: Client) -> tuple[list[str], list[tuple[Any, ...]]]:
-            result = c.query(sql, settings=settings)
+            result = c.query(sql, parameters=parameters, settings=settings)
             return list(result.column_names), [tuple(r) for r in result.result_rows]
 
         return await self.run(_q)

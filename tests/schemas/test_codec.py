@@ -212,6 +212,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "algorithm": "AES-256-GCM",
         "created_at": T0,
         "destroyed": False,
+        "call_started_at": T0 - timedelta(minutes=1),
     },
     "ErasureRequest": {
         "request_id": "er-2025-0007",

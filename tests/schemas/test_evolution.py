@@ -46,6 +46,7 @@ RELEASED = {
     "DeletionCertificate.v1": "e3d5daa492c5f384",
     "ErasureRequest.v1": "58df765c4b0abd55",
     "KeyRecord.v1": "17dd760c502a685e",
+    "KeyRecord.v2": "71b8ef96ef476292",
     "SealedAudioChunk.v1": "d08c4a892b76d330",
     "SealedCallEvent.v1": "d2d463e8f9687710",
     "SealedCallEvent.v2": "da0398d7a5cfb223",

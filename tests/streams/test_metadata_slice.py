@@ -105,6 +105,15 @@ async def test_a_region_bound_sink_refuses_another_regions_records(slice_setting
     dead = await read_all(slice_settings, Topics(slice_settings).deadletter_metadata)
     reasons = [get_codec().decode("DeadLetter", m.value)["reason"] for m in dead]
     assert len(reasons) == 9 and all(r.startswith("residency") for r in reasons)
+    audits = [
+        get_codec().decode("AuditEvent", m.value)
+        for m in await read_all(slice_settings, Topics(slice_settings).audit_events)
+    ]
+    refused = [a for a in audits if a["action"] == "residency.refused"]
+    assert len(refused) == 9
+    assert {(a["region"], a["details"]["sink_region"], a["outcome"]) for a in refused} == {
+        ("na", "eu", "DENIED")
+    }
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(

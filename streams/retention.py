@@ -1,0 +1,139 @@
+"""Retention enforced against the workspace's *current* policy, by the worker of its region.
+
+Every artifact carries ``expires_at`` from the retention in force when it was sealed, and the
+stores act on it by themselves (ClickHouse ``TTL``; later S3 lifecycle rules). What a stamp cannot
+do is follow a policy change: when a workspace *shortens* its retention, data sealed under the old
+period must go too. This sweeper closes that gap, and is also what ends a call's life in Kafka:
+
+- **Kafka history** (sealed topics keep their segments for a year): the call's data keys are
+  shredded once ``call_started_at + retention`` has passed, so every sealed copy, every replay and
+  every consumer's cached plaintext path dies at once (``KeyAdmin.shred_call``: audited);
+- **ClickHouse rows** of such calls are deleted explicitly, beside the TTL.
+
+Lengthening retention revives nothing: a shredded key stays shredded and deleted rows stay
+deleted; only data still present lives longer.
+
+Runs in the worker because the worker owns its region's analytics store (an embedded chDB cannot
+be opened by a second process) and already holds live views of policies and keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from callvault.audit import audit_event
+from callvault.control.workspaces import WorkspacePolicy
+from callvault.crypto.keyring import KeyRecord
+from streams.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpiredCall:
+    workspace_id: str
+    call_id: str
+    started_at: datetime
+
+
+@dataclass
+class SweepReport:
+    keys_shredded: int = 0
+    calls_expired: int = 0
+    rows_deleted: dict[str, int] = field(default_factory=dict)
+
+
+def expired_calls(
+    records: Iterable[KeyRecord],
+    policies: Mapping[str, WorkspacePolicy],
+    *,
+    region: str,
+    now: datetime,
+) -> list[ExpiredCall]:
+    """Live call keys of this region's workspaces whose call is past its current retention.
+
+    A key without ``call_started_at`` (written before it existed) is judged by its creation
+    time, which is at or after the call's start: such a call is shredded late by at most the
+    time between the call's start and its first sealed artifact, never early.
+    """
+    out: dict[tuple[str, str], ExpiredCall] = {}
+    for rec in records:
+        ws, call = rec["workspace_id"], rec["call_id"]
+        if rec["scope"] != "CALL" or rec["destroyed"] or ws is None or call is None:
+            continue
+        policy = policies.get(ws)
+        if policy is None or policy.region != region:
+            continue
+        started = rec.get("call_started_at") or rec["created_at"]
+        if started + timedelta(days=policy.retention_days) <= now:
+            out[(ws, call)] = ExpiredCall(ws, call, started)
+    return sorted(out.values(), key=lambda e: (e.workspace_id, e.started_at))
+
+
+class RetentionSweeper:
+    """One pass: shred expired calls' keys, delete their rows. Idempotent; safe to run often."""
+
+    TABLES = ("calls", "call_events")
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+
+    async def sweep(self, now: datetime | None = None) -> SweepReport:
+        rt = self.rt
+        now = now or datetime.now(UTC)
+        await rt.workspaces.sync()
+        await rt.keys.store.sync()
+        policies = rt.workspaces.items()
+        expired = expired_calls(
+            await rt.keys.store.records(), policies, region=rt.settings.region, now=now
+        )
+        report = SweepReport(calls_expired=len(expired))
+        for call in expired:
+            result = await rt.key_admin.shred_call(call.workspace_id, call.call_id)
+            report.keys_shredded += len(result.destroyed_key_ids)
+        for ws, policy in policies.items():
+            if policy.region == rt.settings.region and not policy.deleted:
+                await self._delete_rows(ws, now - timedelta(days=policy.retention_days), report)
+        if report.calls_expired or report.rows_deleted:
+            log.info("retention_sweep", **report.__dict__)
+        return report
+
+    async def _delete_rows(self, workspace_id: str, cutoff: datetime, report: SweepReport) -> None:
+        db = self.rt.settings.clickhouse.database
+        params = {"ws": workspace_id, "cutoff": cutoff.replace(tzinfo=None)}
+        _, rows = await self.rt.clickhouse.query(
+            # db and table are identifiers from settings and constants; values are bound
+            f"SELECT call_id FROM {db}.calls WHERE workspace_id = {{ws:String}} "  # noqa: S608
+            "AND call_started_at < {cutoff:DateTime64(3)}",
+            parameters=params,
+        )
+        ids = sorted({r[0] for r in rows})
+        if not ids:
+            return
+        deleted: dict[str, int] = {}
+        for table in self.TABLES:
+            where = "workspace_id = {ws:String} AND call_id IN {ids:Array(String)}"
+            _, counted = await self.rt.clickhouse.query(
+                f"SELECT count() FROM {db}.{table} WHERE {where}",  # noqa: S608
+                parameters={"ws": workspace_id, "ids": ids},
+            )
+            await self.rt.clickhouse.command(
+                f"ALTER TABLE {db}.{table} DELETE WHERE {where}",
+                parameters={"ws": workspace_id, "ids": ids},
+                settings={"mutations_sync": 1},
+            )
+            deleted[table] = int(counted[0][0])
+        for table, n in deleted.items():
+            report.rows_deleted[table] = report.rows_deleted.get(table, 0) + n
+        event = audit_event(
+            "retention.purge", actor_kind="SYSTEM", actor_id="worker:retention",
+            workspace_id=workspace_id, region=self.rt.settings.region,
+            target=f"workspace:{workspace_id}",
+            details={"calls": len(ids), "cutoff": cutoff.isoformat(),
+                     **{f"rows_{t}": n for t, n in deleted.items()}},
+        )  # fmt: skip
+        await (await self.rt.audit(event))
