@@ -21,6 +21,7 @@ from callvault.control.keys import (
     rotation_json,
 )
 from callvault.crypto.keyring import KeyRecord, WorkspaceRotation
+from callvault.errors import ControlError
 
 _SCOPE_ORDER = {"MASTER": 0, "WORKSPACE": 1, "CALL": 2}
 _IRREVERSIBLE = (
@@ -42,6 +43,61 @@ def keys() -> None:
     settings keys.* (CALLVAULT_KEYS__PROVIDER=local|aws-kms, CALLVAULT_KEYS__LOCAL_KEY_FILE,
     CALLVAULT_KEYS__KMS_KEY_ID, CALLVAULT_KEYS__KMS_REGION).
     """
+
+
+@keys.command("init")
+@json_option
+@click.pass_context
+def init(ctx: click.Context, as_json: bool) -> None:
+    """Provision the local master key file (mode 0600) if it does not exist; idempotent.
+
+    The explicit way to create it in production, where processes never create it on their own.
+    Refused when control.keys already holds workspace keys wrapped by a master key that is not
+    in the file: a lost master key must be restored from backup, not replaced by a new one that
+    would silently split the data between two masters.
+    """
+    from callvault.crypto.providers import LocalKeyFileProvider
+
+    settings = get_settings(ctx)
+    if settings.keys.provider != "local":
+        out = {
+            "provider": settings.keys.provider,
+            "created": False,
+            "location": settings.keys.kms_key_id,
+        }
+        if as_json:
+            emit_json(out)
+        else:
+            click.echo(f"master key lives in KMS: {out['location']}")
+        return
+    path = settings.master_key_file
+
+    async def wrapping_masters() -> set[str]:
+        async with KafkaKeyStore(settings) as store:
+            records = await store.records()
+        return {
+            r["wrapping_key_id"]
+            for r in records
+            if r["scope"] == "WORKSPACE" and not r["destroyed"]
+        }
+
+    in_use = run(wrapping_masters())
+    existed = path.exists()
+    known = set(LocalKeyFileProvider(path).master_key_ids) if existed else set()
+    missing = in_use - known
+    if missing:
+        names = ", ".join(sorted(missing))
+        raise ControlError(
+            f"control.keys holds workspace keys wrapped by master key(s) {names} that {path} "
+            "does not contain; restore that key file instead of creating a new one"
+        )
+    provider = LocalKeyFileProvider.create_if_missing(path)
+    out = {"provider": "local", "created": not existed, "location": str(path),
+           "master_key_id": provider.key_id}  # fmt: skip
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"{'created' if not existed else 'present'}: {path} (master {provider.key_id})")
 
 
 @keys.command("list")

@@ -231,3 +231,19 @@ def test_dev_status_json_shows_the_key_path_not_the_key(
     assert key["pid"] is None
     for secret in json.loads(settings.master_key_file.read_text())["keys"].values():
         assert secret not in out
+
+
+def test_keys_init_creates_once_and_refuses_to_replace_a_lost_master(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = settings.master_key_file
+    code, out, _ = _cli(["keys", "init", "--json"], settings, monkeypatch, capsys)
+    assert code == 0 and json.loads(out)["created"] is True
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    code, out, _ = _cli(["keys", "init", "--json"], settings, monkeypatch, capsys)
+    assert code == 0 and json.loads(out)["created"] is False  # idempotent
+    _seed(settings)  # workspace keys now wrapped by this master
+    path.unlink()  # the master key file is lost
+    code, _, err = _cli(["keys", "init"], settings, monkeypatch, capsys)
+    assert code == EXIT_REFUSED and "restore that key file" in err
+    assert not path.exists()
