@@ -46,7 +46,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 RUN groupadd --system --gid 10001 callvault \
  && useradd --system --uid 10001 --gid callvault --home-dir /var/lib/callvault \
         --shell /usr/sbin/nologin callvault \
- && install -d -o callvault -g callvault -m 0750 /var/lib/callvault
+ && install -d -o callvault -g callvault -m 0750 /var/lib/callvault \
+ && install -d -o callvault -g callvault -m 0700 /var/lib/callvault-keys
 
 # The wheelhouse is bind-mounted from the build stage, so it never becomes an image layer.
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \

@@ -27,6 +27,7 @@ from pydantic import SecretStr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callvault.control.workspaces import WorkspaceDirectory
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings, load_settings
 from callvault.simulate import publish_events, simulated_calls
 from callvault.topics import Topics, ensure_topics
@@ -53,13 +54,13 @@ async def baseline(settings: Settings, n: int) -> float:
     src, dst = topics.ingest_metadata, topics.sealed_metadata
     consumer = AIOKafkaConsumer(
         src,
-        bootstrap_servers=settings.kafka.bootstrap,
+        **kafka_options(settings),
         group_id=f"bench-raw-{uuid.uuid4().hex}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
     try:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from callvault.control.trunks import TrunkDirectory, trunk_view
 from callvault.control.workspaces import WorkspaceDirectory
+from callvault.kafka_client import kafka_options
 from callvault.settings import load_settings
 from callvault.topics import Topics, ensure_topics, topic_partitions
 
@@ -66,8 +67,8 @@ async def revocations(n: int) -> list[float]:
 async def raw_latency(n: int) -> list[float]:
     settings = load_settings()
     topic = Topics(settings).audit_events
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await consumer.start()
     await producer.start()
     out = []

@@ -53,6 +53,7 @@ from bench.metadata_slice import baseline, isolated, prepare
 from callvault.control.keys import open_keyring
 from callvault.control.workspaces import WorkspacePolicy
 from callvault.crypto.envelope import Aad, seal
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings, load_settings
 from callvault.simulate import publish_records, simulated_calls
 from callvault.topics import Topics, topic_partitions
@@ -123,7 +124,7 @@ def cipher_rates(chunks: list[dict[str, Any]], seconds: float) -> dict[str, floa
     now = datetime.now(UTC)
     codec = get_codec()
     aead, nonce, aad = AESGCM(key.key), os.urandom(12), Aad("bench", "c", "audio", "eu")
-    header = aad.encode()  # comparable associated data; nonce reuse is harmless here (discarded)
+    assoc = aad.encode()  # comparable associated data; nonce reuse is harmless here (discarded)
     encoded = [codec.encode("AudioChunk", c) for c in chunks[:200]]
 
     def record_path(raw: bytes) -> bytes:
@@ -132,7 +133,7 @@ def cipher_rates(chunks: list[dict[str, Any]], seconds: float) -> dict[str, floa
 
     payloads = [c["payload"] for c in chunks[:200]]
     return {
-        "aesgcm": per_second(lambda p: aead.encrypt(nonce, p, header), payloads, seconds),
+        "aesgcm": per_second(lambda p: aead.encrypt(nonce, p, assoc), payloads, seconds),
         "envelope": per_second(lambda p: seal(key.key, key.key_id, p, aad), payloads, seconds),
         "seal_audio_chunk": per_second(
             lambda c: seal_audio_chunk(c, policy, key, now=now), chunks[:200], seconds
@@ -176,7 +177,7 @@ async def new_call_keys_per_s(settings: Settings, n: int) -> float:
 
 async def durable_in(settings: Settings, topic: str, n: int, worker: WorkerProcess) -> None:
     """Return once ``topic`` holds ``n`` records (end offsets: written with acks=all)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
@@ -212,9 +213,7 @@ async def stream_run(
 
 async def steady_rate(settings: Settings, topic: str) -> float:
     """(records - 1) / seconds between the first and the last record's timestamp in ``topic``."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         count, stamps = 0, []

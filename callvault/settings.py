@@ -55,6 +55,13 @@ class KafkaSettings(BaseModel):
     topic_prefix: str = ""
     ingest_retention_hours: int = Field(24, ge=1, le=24 * 30)
     request_timeout_s: float = Field(30.0, gt=0)
+    #: Clients speak TLS to the broker and verify it (host name included) against ``ca_file``,
+    #: default the local stack's CA ``<home>/tls/ca.pem``; the dev and test brokers are TLS-only.
+    #: Raw call audio crosses this link: production refuses ``tls = false``.
+    tls: bool = True
+    ca_file: Path | None = None
+    #: Optional client certificate (mutual TLS): a PEM with the key and the certificate chain.
+    client_cert_file: Path | None = None
 
     @field_validator("topic_prefix")
     @classmethod
@@ -146,6 +153,11 @@ class IngestSettings(BaseModel):
     queue_max: int = Field(20_000, ge=100)
     journal_dir: Path | None = None
     journal_max_bytes: int = Field(512 * 1024 * 1024, ge=1024 * 1024)
+    #: The journal's AES-256-GCM key (32 raw bytes, mode 0600), kept outside ``journal_dir`` so a
+    #: copy of the journal is not a copy of the audio; default ``<home>/keys/ingest-journal.key``
+    #: (:attr:`Settings.ingest_journal_key_file`). Created on first use. Losing it while records
+    #: are spooled makes the node refuse to start until it is restored (they are not deleted).
+    journal_key_file: Path | None = None
     #: The voice agent posts transcripts, tool calls and summaries here (and /metrics).
     api_host: str = "127.0.0.1"
     api_port: int = Field(16070, ge=1, le=65535)
@@ -253,11 +265,22 @@ class Settings(BaseSettings):
                 raise ValueError(f"{key} still has the dev default; set it for production")
         if self.clickhouse.dsn is None:
             raise ValueError("clickhouse.dsn must be set in production")
+        if not self.kafka.tls:
+            raise ValueError("kafka.tls must be on in production: raw call audio crosses it")
         return self
 
     @property
     def ingest_journal_dir(self) -> Path:
         return self.ingest.journal_dir or self.home / "ingest-journal"
+
+    @property
+    def ingest_journal_key_file(self) -> Path:
+        """``ingest.journal_key_file``, else ``<home>/keys/ingest-journal.key``."""
+        return self.ingest.journal_key_file or self.home / "keys" / "ingest-journal.key"
+
+    @property
+    def kafka_ca_file(self) -> Path:
+        return self.kafka.ca_file or self.home / "tls" / "ca.pem"
 
     @property
     def master_key_file(self) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import Topics
 from schemas.codec import get_codec
@@ -124,7 +125,7 @@ async def publish_records(
     codec = get_codec()
     topic = Topics(settings).name(logical_topic)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **kafka_options(settings),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,

@@ -18,6 +18,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from callvault.errors import ControlError, KafkaUnavailable
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000
@@ -112,7 +113,7 @@ class EnsureReport:
 
 def admin_client(settings: Settings) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **kafka_options(settings),
         client_id="callvault-admin",
         request_timeout_ms=int(settings.kafka.request_timeout_s * 1000),
     )

@@ -21,6 +21,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from callvault.errors import CallvaultError
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings, settings_env
 from callvault.topics import admin_client, topic_partitions
 
@@ -121,7 +122,7 @@ async def committed_and_end(
     from aiokafka import AIOKafkaConsumer
 
     admin: AIOKafkaAdminClient = admin_client(settings)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
     await admin.start()
     await consumer.start()
     try:

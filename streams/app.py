@@ -24,6 +24,7 @@ import structlog
 from faust.streams import Stream
 from faust.types import EventT, StreamT
 
+from callvault.kafka_client import faust_credentials
 from callvault.settings import Settings
 from streams.processors import AnalyticsWriter
 from streams.retention import RetentionSweeper
@@ -79,6 +80,9 @@ def faust_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "datadir": str(settings.home / "faust" / app_id(settings)),
         "store": "memory://",
     }
+    credentials = faust_credentials(settings)
+    if credentials is not None:
+        conf["broker_credentials"] = credentials
     conf.update(overrides)
     return conf
 

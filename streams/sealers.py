@@ -13,6 +13,7 @@ replay it from the short-lived ingest topic.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from abc import ABC, abstractmethod
@@ -70,10 +71,14 @@ class Sealer(ABC):
         rt = self.rt
         pending: list[Awaitable[Any]] = []
         started = time.perf_counter()
-        for event in events:
+        records = [self._decode(event) for event in events]
+        await self._prefetch_keys([r for r in records if isinstance(r, dict)])
+        for event, record in zip(events, records, strict=True):
             rt.metrics.records_in.labels(self.stage).inc()
             try:
-                pending.extend(await self._one(event))
+                if isinstance(record, Exception):
+                    raise record
+                pending.extend(await self._one(event, record))
             except SchemaDecodeError as exc:
                 pending.append(await self._dead(event, "undecodable", exc))
             except SchemaEncodeError as exc:
@@ -83,12 +88,32 @@ class Sealer(ABC):
         await rt.deliver(pending, self.stage)
         rt.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
 
-    async def _one(self, event: EventT) -> list[Awaitable[Any]]:
-        rt = self.rt
+    def _decode(self, event: EventT) -> dict[str, Any] | SchemaDecodeError:
         value = event.message.value
         if value is None:
-            raise SchemaDecodeError("record has no value")
-        record = self._codec.decode(self.in_schema, value)
+            return SchemaDecodeError("record has no value")
+        try:
+            return self._codec.decode(self.in_schema, value)
+        except SchemaDecodeError as exc:
+            return exc
+
+    async def _prefetch_keys(self, records: list[dict[str, Any]]) -> None:
+        """Get or create the data keys of every call in the batch concurrently.
+
+        A new call's key is a durable write to ``control.keys``; done one record at a time
+        they serialise the whole batch behind broker round trips. Failures are ignored here:
+        the per-record path meets them again and handles them there (shredded, no policy).
+        """
+        known = self.rt.workspaces.get
+        calls = {
+            (r["workspace_id"], r["call_id"]): r
+            for r in records
+            if r["call_id"] and (p := known(r["workspace_id"])) is not None and not p.deleted
+        }
+        await asyncio.gather(*(self.call_key(r) for r in calls.values()), return_exceptions=True)
+
+    async def _one(self, event: EventT, record: dict[str, Any]) -> list[Awaitable[Any]]:
+        rt = self.rt
         workspace = record["workspace_id"]
         try:
             policy = require_policy(workspace, await rt.policy(workspace))

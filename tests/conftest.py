@@ -7,8 +7,11 @@ a developer's ``callvault dev up`` stack (defaults 19092, 18333, ...) without co
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -44,6 +47,8 @@ def load_test_settings() -> Settings:
     kafka, s3 = base.kafka, base.s3
     if kafka.bootstrap == KafkaSettings().bootstrap:
         kafka = kafka.model_copy(update={"bootstrap": f"127.0.0.1:{dev.kafka_port}"})
+    # every isolated copy of these settings (own home) still trusts the stack's CA
+    kafka = kafka.model_copy(update={"ca_file": kafka.ca_file or home / "tls" / "ca.pem"})
     if s3.endpoint == S3Settings().endpoint:
         s3 = s3.model_copy(update={"endpoint": f"http://127.0.0.1:{dev.s3_port}"})
     return base.model_copy(update={"dev": dev, "kafka": kafka, "s3": s3})
@@ -93,3 +98,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: Topic prefixes the tests give their isolated settings: one letter, 10 hex digits, a dot.
+_TEST_PREFIX = re.compile(r"^[a-z][0-9a-f]{10}\.")
+
+
+async def _drop_prefixed_topics(settings: Settings) -> None:
+    from callvault.topics import admin_client
+
+    admin = admin_client(settings)
+    await admin.start()
+    try:
+        doomed = [t for t in await admin.list_topics() if _TEST_PREFIX.match(t)]
+        for i in range(0, len(doomed), 200):
+            await admin.delete_topics(doomed[i : i + 200])
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(autouse=True)
+def _drop_test_topics(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Delete the per-test topics after each test that used the stack: a broker holding
+    thousands of topics answers every metadata request, and so every test, more slowly."""
+    yield
+    if "stack_settings" in request.fixturenames:
+        settings = request.getfixturevalue("stack_settings")
+        # on a thread of its own: never touch the event loop pytest-asyncio keeps for the session
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _drop_prefixed_topics(settings)).result()

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import topic_partitions
 
 
 async def read_all(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka.bootstrap, group_id=None, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]

@@ -19,6 +19,7 @@ from callvault.cli.main import get_settings
 from callvault.control.trunks import IssuedCredential, TrunkDirectory
 from callvault.control.workspaces import WorkspaceDirectory
 from callvault.errors import CallvaultError, ControlError
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
 from callvault.worker_process import WorkerProcess, ingest_node_process
@@ -80,7 +81,9 @@ def demo(ctx: click.Context, workspace_id: str, calls: int, seconds: float,
             for name, value in zip(rows.columns, row, strict=True):
                 click.echo(f"  {name:<11} {value}")
             click.echo("")
-        audio = run(_audio_summary(settings, [r[0] for r in rows.rows]))
+        audio = run(
+            _sealed_audio(settings, [r[0] for r in rows.rows], int(seconds * 1000) // 20 * 160)
+        )
         topics = Topics(settings)
         click.echo("Where it landed:")
         click.echo(f"  SIP signalling   ingest node {settings.ingest.sip_host}:"
@@ -88,13 +91,18 @@ def demo(ctx: click.Context, workspace_id: str, calls: int, seconds: float,
         click.echo(f"  call metadata    Kafka {settings.kafka.bootstrap} topic "
                    f"{topics.ingest_metadata} -> sealed by the worker into "
                    f"{topics.sealed_metadata}")  # fmt: skip
-        for call_id, (chunks, size) in audio.items():
-            click.echo(f"  call audio       topic {topics.name('ingest.audio')}: call "
-                       f"{call_id[:8]}: {chunks} chunks, {size} bytes of G.711")  # fmt: skip
+        for call_id, (chunks, size, key_id) in audio.items():
+            click.echo(f"  call audio       topic {topics.name('sealed.audio')}: call "
+                       f"{call_id[:8]}: {chunks} AES-256-GCM chunks under call key {key_id}, "
+                       f"{size} bytes of G.711 when decrypted")  # fmt: skip
         click.echo(f"  analytics rows   {settings.clickhouse_dsn.split('@')[-1]} "
                    f"tables {settings.clickhouse.database}.calls and .call_events")  # fmt: skip
         click.echo(f"  audit events     topic {topics.audit_events} (trunk credential issued)")
-        click.echo(f"  dead letters     topic {topics.deadletter_metadata}")
+        click.echo(f"  keys             topic {topics.name('control.keys')} (wrapped; master key "
+                   f"{settings.master_key_file})")  # fmt: skip
+        kinds = ("metadata", "audio", "transcript")
+        dead = ", ".join(topics.name(f"deadletter.{k}") for k in kinds)
+        click.echo(f"  dead letters     topics {dead}")
     finally:
         if not keep_running:
             for proc in reversed(started):
@@ -173,29 +181,42 @@ def _wait_for_rows(settings: Settings, workspace_id: str, since: datetime, n: in
         time.sleep(0.5)
 
 
-async def _audio_summary(settings: Settings, call_ids: list[str]) -> dict[str, tuple[int, int]]:
+async def _sealed_audio(
+    settings: Settings, call_ids: list[str], expected_bytes: int, timeout_s: float = 60.0
+) -> dict[str, tuple[int, int, str]]:
+    """Per call: sealed chunks on ``sealed.audio``, plaintext bytes they decrypt to with the
+    call's key, and the key id — read back the way an authorised reader would."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from callvault.control.keys import open_keys
+    from callvault.crypto import Aad, open_artifact, peek_key_id
     from callvault.topics import topic_partitions
     from schemas.codec import get_codec
 
-    topic = Topics(settings).name("ingest.audio")
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, group_id=None)
+    topic = Topics(settings).name("sealed.audio")
+    codec = get_codec()
+    out = {c: (0, 0, "") for c in call_ids}
+    consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
     await consumer.start()
-    out = {c: (0, 0) for c in call_ids}
     try:
-        tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        codec = get_codec()
-        while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
-            for msgs in (await consumer.getmany(timeout_ms=500)).values():
-                for m in msgs:
-                    if m.key is not None and m.key.decode() in out and m.value:
-                        chunk = codec.decode("AudioChunk", m.value)
-                        n, size = out[chunk["call_id"]]
-                        out[chunk["call_id"]] = (n + 1, size + len(chunk["payload"]))
+        async with open_keys(settings) as keys:
+            tps = [TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            deadline = time.monotonic() + timeout_s
+            while any(v[1] < expected_bytes for v in out.values()):
+                if time.monotonic() > deadline:
+                    break
+                for msgs in (await consumer.getmany(timeout_ms=500)).values():
+                    for m in msgs:
+                        if m.key is None or m.key.decode() not in out or not m.value:
+                            continue
+                        rec = codec.decode("SealedAudioChunk", m.value)
+                        aad = Aad(rec["workspace_id"], rec["call_id"], "audio", rec["region"])
+                        plain = await open_artifact(keys.ring, rec["ciphertext"], aad)
+                        n, size, _ = out[rec["call_id"]]
+                        key_id = peek_key_id(rec["ciphertext"])
+                        out[rec["call_id"]] = (n + 1, size + len(plain), key_id)
     finally:
         await consumer.stop()
     return out

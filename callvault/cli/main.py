@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "trunk": "callvault.cli.trunk:trunk",
     "ingest": "callvault.cli.ingest:ingest",
     "call": "callvault.cli.call:call",
+    "tls": "callvault.cli.tls:tls",
     "keys": "callvault.cli.keys:keys",
 }
 

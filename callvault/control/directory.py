@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from callvault.control.view import CompactedView
 from callvault.errors import KafkaUnavailable
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from schemas.codec import get_codec
 
@@ -31,7 +32,7 @@ class ControlDirectory(Generic[T]):
     async def __aenter__(self) -> Self:
         await self._view.start()
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._settings.kafka.bootstrap, acks="all", enable_idempotence=True
+            **kafka_options(self._settings), acks="all", enable_idempotence=True
         )
         try:
             await self._producer.start()

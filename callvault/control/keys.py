@@ -96,6 +96,7 @@ from callvault.crypto.errors import KeyDestroyed
 from callvault.crypto.keyring import ALGORITHM, KeyRecord, KeyRing, KeyScope, WorkspaceRotation
 from callvault.crypto.providers import LocalKeyFileProvider, MasterKeyProvider
 from callvault.errors import CallvaultError, ControlError, KafkaUnavailable
+from callvault.kafka_client import kafka_options
 from callvault.keys import build_provider
 from callvault.settings import Settings
 from callvault.topics import Topics
@@ -176,7 +177,7 @@ class KafkaKeyStore(ControlDirectory[KeyRecord]):
         self._by_workspace: dict[str, dict[str, None]] = {}
         self._by_call: dict[tuple[str, str], dict[str, None]] = {}
         view: CompactedView[KeyRecord] = CompactedView(
-            settings.kafka.bootstrap,
+            kafka_options(settings),
             Topics(settings).name("control.keys"),
             "KeyRecord",
             _to_record,

@@ -22,6 +22,7 @@ from callvault.control.directory import ControlDirectory
 from callvault.control.view import CompactedView
 from callvault.control.workspaces import WorkspaceDirectory
 from callvault.errors import ControlError
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import Topics
 from sip_ingest.sip.digest import ha1
@@ -90,7 +91,7 @@ class IssuedCredential:
 
 def trunk_view(settings: Settings) -> CompactedView[TrunkCredential]:
     return CompactedView(
-        settings.kafka.bootstrap,
+        kafka_options(settings),
         Topics(settings).name("control.trunks"),
         "TrunkCredential",
         TrunkCredential.from_record,

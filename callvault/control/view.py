@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar
 
 import structlog
@@ -41,7 +41,7 @@ class CompactedView(Generic[T]):
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: Mapping[str, Any],
         topic: str,
         schema_name: str,
         convert: Callable[[dict[str, Any]], T],
@@ -49,7 +49,7 @@ class CompactedView(Generic[T]):
         request_timeout_s: float = 30.0,
         on_change: Callable[[str, T | None], None] | None = None,
     ) -> None:
-        self._bootstrap = bootstrap
+        self._kafka = dict(kafka)  # kafka_client.kafka_options(): bootstrap + TLS
         self.topic = topic
         self._schema = schema_name
         self._convert = convert
@@ -82,7 +82,7 @@ class CompactedView(Generic[T]):
         if self._task is not None:
             return
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap,
+            **self._kafka,
             enable_auto_commit=False,
             group_id=None,
             request_timeout_ms=int(self._timeout * 1000),

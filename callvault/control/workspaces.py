@@ -16,6 +16,7 @@ from callvault.control.directory import ControlDirectory
 from callvault.control.suppression import matching_rule, validate_rule
 from callvault.control.view import CompactedView
 from callvault.errors import ControlError
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import Topics
 
@@ -97,7 +98,7 @@ class WorkspacePolicy:
 
 def workspace_view(settings: Settings) -> CompactedView[WorkspacePolicy]:
     return CompactedView(
-        settings.kafka.bootstrap,
+        kafka_options(settings),
         Topics(settings).control_workspaces,
         "WorkspacePolicy",
         WorkspacePolicy.from_record,

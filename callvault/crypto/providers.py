@@ -35,6 +35,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from callvault.crypto.envelope import KEY_SIZE, NONCE_SIZE, canonical_fields
 from callvault.crypto.errors import DecryptionFailed, KeyNotFound, KeyProviderError
+from callvault.files import fsync_dir, write_private_tmp
 
 __all__ = ["AwsKmsProvider", "DataKey", "LocalKeyFileProvider", "MasterKeyProvider", "Wrapped"]
 
@@ -134,10 +135,10 @@ class LocalKeyFileProvider:
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             key_id = _new_master_id()
             content = _render(key_id, {key_id: os.urandom(KEY_SIZE)})
-            tmp = _write_private_tmp(target, content)
+            tmp = write_private_tmp(target, content)
             try:
                 os.link(tmp, target)
-                _fsync_dir(target.parent)
+                fsync_dir(target.parent)
             except FileExistsError:
                 pass  # another process won the race; its file is as good as ours
             finally:
@@ -246,10 +247,10 @@ class LocalKeyFileProvider:
         with _flock(self._path.with_name(self._path.name + ".lock")):
             current, keys = _read_key_file(self._path)
             current, keys = change(current, keys)
-            tmp = _write_private_tmp(self._path, _render(current, keys))
+            tmp = write_private_tmp(self._path, _render(current, keys))
             try:
                 os.replace(tmp, self._path)
-                _fsync_dir(self._path.parent)
+                fsync_dir(self._path.parent)
             finally:
                 tmp.unlink(missing_ok=True)
             self._current, self._keys = current, keys
@@ -306,30 +307,6 @@ def _read_key_file(path: Path) -> tuple[str, dict[str, bytes]]:
     if any(len(v) != KEY_SIZE for v in keys.values()):
         raise bad
     return current, keys
-
-
-def _write_private_tmp(target: Path, content: bytes) -> Path:
-    """Write ``content`` to a fresh 0600 file beside ``target`` (O_EXCL) and fsync it."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _PRIVATE_MODE)
-    try:
-        os.fchmod(fd, _PRIVATE_MODE)  # whatever the umask
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

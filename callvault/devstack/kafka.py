@@ -38,6 +38,7 @@ from callvault.devstack.common import (
     require_loopback,
     run_coroutine,
 )
+from callvault.devstack.pki import Pki, ensure_ca, ensure_leaf
 from callvault.devstack.process import ManagedProcess
 from callvault.errors import DevStackError
 from callvault.settings import Settings
@@ -119,6 +120,7 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
         "kafka_port": dev.kafka_port,
         "kafka_controller_port": dev.kafka_controller_port,
         "kafka_heap": dev.kafka_heap,
+        "kafka_tls": settings.kafka.tls,
     }
 
 
@@ -233,18 +235,41 @@ def find_java() -> str:
 # -- configuration --------------------------------------------------------------------------------
 
 
+def pki(settings: Settings) -> Pki:
+    """The local stack's CA (shared by every service of this home) and the broker keystore."""
+    authority = ensure_ca(settings.kafka_ca_file.parent)
+    ensure_leaf(authority, "kafka", [LOOPBACK, "localhost"])
+    return authority
+
+
 def server_properties(settings: Settings) -> str:
+    """Clients talk to the broker over TLS only (``kafka.tls``, the default); the KRaft
+    controller listener stays plaintext on loopback: it carries cluster metadata between this
+    single node and itself, never a record."""
     dev = settings.dev
     port, controller = dev.kafka_port, dev.kafka_controller_port
+    client = "SSL" if settings.kafka.tls else "PLAINTEXT"
+    tls: dict[str, str] = {}
+    if settings.kafka.tls:
+        authority = pki(settings)
+        tls = {
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(authority.keystore("kafka")),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(authority.ca_file),
+            "ssl.enabled.protocols": "TLSv1.3,TLSv1.2",
+            "ssl.client.auth": "requested" if settings.kafka.client_cert_file else "none",
+        }
     values = {
         "process.roles": "broker,controller",
         "node.id": "1",
         "controller.quorum.voters": f"1@{LOOPBACK}:{controller}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
+        "listeners": f"{client}://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller}",
+        "advertised.listeners": f"{client}://{LOOPBACK}:{port}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
+        **tls,
         "log.dirs": str(data_dir(settings)),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -370,7 +395,7 @@ def wait_ready(settings: Settings, timeout_s: float | None = None) -> dict[str, 
         raise_if_exited(proc, "kafka")
         try:
             attempt_s = max(1.0, min(5.0, deadline.remaining))
-            return run_coroutine(partial(_describe_cluster, settings.kafka.bootstrap, attempt_s))
+            return run_coroutine(partial(_describe_cluster, settings, attempt_s))
         except Exception as exc:
             last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if deadline.expired:
@@ -409,11 +434,13 @@ def status(settings: Settings, detail: str = "") -> ServiceStatus:
     )
 
 
-async def _describe_cluster(bootstrap: str, timeout_s: float) -> dict[str, Any]:
+async def _describe_cluster(settings: Settings, timeout_s: float) -> dict[str, Any]:
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from callvault.kafka_client import kafka_options
+
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
+        **kafka_options(settings),
         client_id="callvault-devstack",
         request_timeout_ms=int(timeout_s * 1000),
     )

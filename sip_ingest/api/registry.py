@@ -80,9 +80,14 @@ class InMemoryCallRegistry:
         *,
         recording_enabled: bool = True,
         suppressed: bool = False,
+        agent_id: str | None = None,
+        started_at: datetime | None = None,
     ) -> None:
+        info = CallInfo(
+            workspace_id, recording_enabled, suppressed, agent_id=agent_id, started_at=started_at
+        )
         with self._lock:
-            self._calls[call_id] = _Call(CallInfo(workspace_id, recording_enabled, suppressed))
+            self._calls[call_id] = _Call(info)
 
     def forget(self, call_id: str) -> None:
         with self._lock:

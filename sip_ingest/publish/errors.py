@@ -32,3 +32,12 @@ class JournalFull(JournalError):
     """
 
     retriable = True
+
+
+class JournalKeyError(JournalError):
+    """The journal key is missing, unusable, or not the key the journal's segments were
+    encrypted with.
+
+    Never corruption: the segments are kept untouched, and the journal opens (and replays them)
+    once the right key file is back. Not retriable: an operator must restore the key.
+    """

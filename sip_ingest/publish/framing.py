@@ -2,9 +2,11 @@
 
 A frame is ``length (u32 LE) | crc32 (u32 LE) | payload``; the CRC covers the length bytes and the
 payload, so a torn write, a zero-filled tail after a power cut and a flipped bit are all caught by
-one comparison. The payload is plain length-prefixed fields rather than Avro or pickle: the
+one comparison. The plain payload is length-prefixed fields rather than Avro or pickle: the
 journal must stay readable by any later version of this code without a schema of its own, and
-must never execute anything it reads.
+must never execute anything it reads. In an encrypted segment the frame's payload is
+``nonce | ciphertext | tag`` of that plain payload (see :mod:`~sip_ingest.publish.journal`); the
+CRC covers the bytes as stored, so torn writes are found without the key.
 """
 
 from __future__ import annotations
@@ -41,13 +43,23 @@ class Record(NamedTuple):
 
 
 def encode_frame(record: Record) -> bytes:
+    """The frame of ``record`` with its payload in clear (the format of ``CVJRNL01`` segments)."""
+    return frame(encode_payload(record))
+
+
+def encode_payload(record: Record) -> bytes:
+    """The plain payload of ``record`` (what an encrypted segment seals before framing it)."""
     topic = record.topic.encode()
     parts = [_U16.pack(len(topic)), topic, _U32.pack(len(record.key)), record.key]
     parts += [_U32.pack(len(record.value)), record.value, _U16.pack(len(record.headers))]
     for name, value in record.headers:
         raw = name.encode()
         parts += [_U16.pack(len(raw)), raw, _U32.pack(len(value)), value]
-    payload = b"".join(parts)
+    return b"".join(parts)
+
+
+def frame(payload: bytes) -> bytes:
+    """``length | crc32 | payload``, whatever the payload holds (plain fields or ciphertext)."""
     if len(payload) > MAX_PAYLOAD:
         raise JournalError(f"record of {len(payload)} bytes exceeds the journal frame limit")
     return FRAME_HEADER.pack(len(payload), frame_crc(len(payload), payload)) + payload

@@ -24,6 +24,7 @@ from aiokafka.errors import (
     UnsupportedForMessageFormatError,
 )
 
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 
 _ABOUT_THE_RECORD: tuple[type[KafkaError], ...] = (
@@ -64,7 +65,7 @@ def make_producer(
     """acks=all + idempotence: a record is acknowledged only once every in-sync replica has it,
     and the broker discards the duplicates aiokafka's own retries would create."""
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka.bootstrap,
+        **kafka_options(settings),
         client_id=f"callvault-ingest-{settings.ingest.node_id}",
         acks="all",
         enable_idempotence=True,

@@ -135,7 +135,9 @@ class Publisher:
         """Open the journal (recovering it after a crash) and start sending in the background.
 
         Returns without waiting for Kafka. Raises JournalError if the journal directory cannot
-        be used: a node that cannot spool must not pretend it can.
+        be used: a node that cannot spool must not pretend it can. That includes
+        ``JournalKeyError``: spooled records encrypted under a journal key that is missing or
+        different (they are kept until the key file is restored).
         """
         if self._state != "new":
             raise RuntimeError(f"publisher is {self._state}; create a new one")
@@ -143,6 +145,7 @@ class Publisher:
             Journal,
             self.settings.ingest_journal_dir,
             self.settings.ingest.journal_max_bytes,
+            key_file=self.settings.ingest_journal_key_file,
             on_corruption=self._on_corruption,
         )
         self._journal = journal

@@ -55,6 +55,10 @@ async def test_srtp_siprec_call_records_both_legs_exactly(node_env: NodeEnv):
     }
     assert by_leg["CALLER"] == caller_audio
     assert by_leg["AGENT"] == agent_audio
+    # every chunk carries the call's context for the processors (expiry, per-agent policy)
+    assert {(c["call_started_at"], c["agent_id"], c["suppressed"]) for c in chunks} == {
+        (ended["call_started_at"], "agent-9", False)
+    }
 
 
 async def test_sha256_digest_over_tcp(node_env: NodeEnv):

@@ -95,6 +95,7 @@ def test_list_shows_no_key_material(settings, monkeypatch, capsys) -> None:
         "algorithm",
         "created_at",
         "destroyed",
+        "call_started_at",
     }
 
     code, out, _ = _cli(

@@ -24,6 +24,7 @@ from callvault.crypto.errors import KeyDestroyed
 from callvault.crypto.keyring import ALGORITHM, KeyRecord, open_artifact, seal_artifact
 from callvault.crypto.providers import LocalKeyFileProvider
 from callvault.errors import ControlError, KafkaUnavailable
+from callvault.kafka_client import kafka_options
 from callvault.settings import Settings
 from callvault.topics import Topics
 from schemas.codec import get_codec
@@ -275,7 +276,7 @@ async def test_a_live_record_after_a_destroyed_one_reads_as_destroyed(settings: 
     """Written behind the store's back (old code, a crashed writer): readers stay safe."""
     codec = get_codec()
     live = _record("ck-1", "acme", "c1")
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
     await producer.start()
     try:
         for record in (live, {**live, "destroyed": True, "wrapped_key": b""}, live):

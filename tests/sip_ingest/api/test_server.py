@@ -72,7 +72,8 @@ async def test_requests_without_the_right_bearer_token_are_refused(api_env: ApiE
 
 
 async def test_transcript_segments_land_on_kafka_keyed_by_call(api_env: ApiEnv) -> None:
-    api_env.calls.register(CALL, "acme")
+    started = datetime(2026, 3, 1, 11, 59, tzinfo=UTC)
+    api_env.calls.register(CALL, "acme", agent_id="agent-7", started_at=started)
     response = await api_env.post(
         f"/v1/calls/{CALL}/transcript", {"workspace_id": "acme", "segments": SEGMENTS}
     )
@@ -94,6 +95,10 @@ async def test_transcript_segments_land_on_kafka_keyed_by_call(api_env: ApiEnv) 
         "ended_at": datetime(2026, 3, 1, 12, 0, 3, 250_000, tzinfo=UTC),
         "language": "en-GB",
         "confidence": pytest.approx(0.93),
+        # the call's context rides on every content record (processors need it, see AudioChunk)
+        "call_started_at": started,
+        "agent_id": "agent-7",
+        "suppressed": False,
     }
     assert decoded[1]["ended_at"] is None and decoded[1]["confidence"] is None
 

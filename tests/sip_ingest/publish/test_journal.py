@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,12 +22,17 @@ def rec(i: int, size: int = 100) -> Record:
     )
 
 
-def segments(directory: Path) -> list[Path]:
-    return sorted(directory.glob("*.seg"))
+def open_journal(tmp: Path, max_bytes: int, **options: Any) -> Journal:
+    """The journal in ``tmp/journal``, its key in ``tmp/keys`` (outside it, as deployed)."""
+    return Journal(tmp / "journal", max_bytes, key_file=tmp / "keys" / "journal.key", **options)
+
+
+def segments(tmp: Path) -> list[Path]:
+    return sorted((tmp / "journal").glob("*.seg"))
 
 
 def test_replay_returns_every_record_in_append_order_across_segments(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
+    journal = open_journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
     records = [rec(i, size=1000) for i in range(500)]
     for r in records:
         journal.append(r)
@@ -39,7 +45,7 @@ def test_replay_returns_every_record_in_append_order_across_segments(tmp_path: P
 def test_acknowledged_prefix_survives_restart_and_drained_segments_are_deleted(
     tmp_path: Path,
 ) -> None:
-    journal = Journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
+    journal = open_journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
     records = [rec(i, size=1000) for i in range(300)]
     for r in records:
         journal.append(r)
@@ -50,7 +56,7 @@ def test_acknowledged_prefix_survives_restart_and_drained_segments_are_deleted(
     assert len(segments(tmp_path)) < before  # fully drained segments are gone
     journal.close()
 
-    reopened = Journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
+    reopened = open_journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
     assert [e.record for e in reopened.replay()] == records[200:]
     reopened.append(rec(1000))
     assert [e.record for e in reopened.replay()][-1] == rec(1000)
@@ -65,7 +71,7 @@ def test_acknowledged_prefix_survives_restart_and_drained_segments_are_deleted(
 
 @pytest.mark.parametrize("damage", ["truncate", "zero_fill"])
 def test_torn_tail_is_truncated_reported_and_not_fatal(tmp_path: Path, damage: str) -> None:
-    journal = Journal(tmp_path, 10 * 1024 * 1024)
+    journal = open_journal(tmp_path, 10 * 1024 * 1024)
     records = [rec(i) for i in range(10)]
     for r in records:
         journal.append(r)
@@ -80,7 +86,7 @@ def test_torn_tail_is_truncated_reported_and_not_fatal(tmp_path: Path, damage: s
             f.write(bytes(40))
 
     seen: list[Corruption] = []
-    reopened = Journal(tmp_path, 10 * 1024 * 1024, on_corruption=seen.append)
+    reopened = open_journal(tmp_path, 10 * 1024 * 1024, on_corruption=seen.append)
     assert [e.record for e in reopened.replay()] == records[:9]
     assert len(seen) == 1 and seen[0].reason == "torn tail truncated"
     assert seen[0].discarded_bytes > 0
@@ -90,12 +96,12 @@ def test_torn_tail_is_truncated_reported_and_not_fatal(tmp_path: Path, damage: s
     reopened.close()
     # And the truncation itself is durable: no second report on the next open.
     again: list[Corruption] = []
-    Journal(tmp_path, 10 * 1024 * 1024, on_corruption=again.append).close()
+    open_journal(tmp_path, 10 * 1024 * 1024, on_corruption=again.append).close()
     assert again == []
 
 
 def test_corrupt_frame_inside_an_older_segment_skips_only_that_segment(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
+    journal = open_journal(tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024)
     records = [rec(i, size=1000) for i in range(200)]
     for r in records:
         journal.append(r)
@@ -109,7 +115,7 @@ def test_corrupt_frame_inside_an_older_segment_skips_only_that_segment(tmp_path:
         f.seek(-1, os.SEEK_CUR)
         f.write(bytes([byte[0] ^ 0xFF]))
     seen: list[Corruption] = []
-    reopened = Journal(
+    reopened = open_journal(
         tmp_path, 10 * 1024 * 1024, segment_bytes=64 * 1024, on_corruption=seen.append
     )
     replayed = [e.record for e in reopened.replay()]
@@ -124,7 +130,7 @@ def test_corrupt_frame_inside_an_older_segment_skips_only_that_segment(tmp_path:
 
 
 def test_full_journal_refuses_with_a_distinct_error_and_keeps_what_it_has(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 256 * 1024, segment_bytes=64 * 1024)
+    journal = open_journal(tmp_path, 256 * 1024, segment_bytes=64 * 1024)
     accepted = []
     with pytest.raises(JournalFull):
         for i in range(10_000):
@@ -142,24 +148,25 @@ def test_full_journal_refuses_with_a_distinct_error_and_keeps_what_it_has(tmp_pa
 
 
 def test_a_second_process_cannot_open_the_same_journal(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 1024 * 1024)
+    journal = open_journal(tmp_path, 1024 * 1024)
     with pytest.raises(JournalError, match="in use"):
-        Journal(tmp_path, 1024 * 1024)
+        open_journal(tmp_path, 1024 * 1024)
     journal.close()
-    Journal(tmp_path, 1024 * 1024).close()
+    open_journal(tmp_path, 1024 * 1024).close()
 
 
 def test_unreadable_checkpoint_replays_from_the_oldest_record(tmp_path: Path) -> None:
-    journal = Journal(tmp_path, 1024 * 1024)
+    journal = open_journal(tmp_path, 1024 * 1024)
     records = [rec(i) for i in range(5)]
     for r in records:
         journal.append(r)
     journal.ack(journal.read(max_records=3)[-1].position)
     journal.close()
-    assert json.loads((tmp_path / "checkpoint.json").read_text())["offset"] > SEGMENT_HEADER
-    (tmp_path / "checkpoint.json").write_text("{not json")
+    checkpoint = tmp_path / "journal" / "checkpoint.json"
+    assert json.loads(checkpoint.read_text())["offset"] > SEGMENT_HEADER
+    checkpoint.write_text("{not json")
     seen: list[Corruption] = []
-    reopened = Journal(tmp_path, 1024 * 1024, on_corruption=seen.append)
+    reopened = open_journal(tmp_path, 1024 * 1024, on_corruption=seen.append)
     # Duplicates rather than loss: the three acknowledged records come back too.
     assert [e.record for e in reopened.replay()] == records
     assert seen and "checkpoint" in seen[0].reason
@@ -168,12 +175,14 @@ def test_unreadable_checkpoint_replays_from_the_oldest_record(tmp_path: Path) ->
 
 def test_files_are_private(tmp_path: Path) -> None:
     directory = tmp_path / "journal"
-    journal = Journal(directory, 1024 * 1024)
+    journal = open_journal(tmp_path, 1024 * 1024)
     journal.append(rec(1))
     journal.ack(journal.read()[-1].position)
     journal.sync()
     journal.append(rec(2))
     assert directory.stat().st_mode & 0o777 == 0o700
-    for path in segments(directory):
+    for path in segments(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "keys" / "journal.key").stat().st_mode & 0o777 == 0o600
     journal.close()

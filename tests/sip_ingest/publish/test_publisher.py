@@ -110,8 +110,15 @@ async def test_kafka_down_at_boot_graceful_stop_keeps_all_then_restart_drains(
     assert set(drops(registry).values()) == {0}
     assert sample(registry, "callvault_ingest_spooled_total") == 2000
 
-    # Everything is on disk, in order (read with the journal itself, as the next start will).
-    journal = Journal(ingest_env.ingest_journal_dir, ingest_env.ingest.journal_max_bytes)
+    # Everything is on disk, encrypted (no record value in clear) and in order (read with the
+    # journal itself, as the next start will).
+    on_disk = b"".join(p.read_bytes() for p in ingest_env.ingest_journal_dir.glob("*.seg"))
+    assert not any(value[:8] in on_disk for _, value in sent[::97])
+    journal = Journal(
+        ingest_env.ingest_journal_dir,
+        ingest_env.ingest.journal_max_bytes,
+        key_file=ingest_env.ingest_journal_key_file,
+    )
     assert [(e.record.key, e.record.value) for e in journal.replay()] == sent
     journal.close()
 
@@ -188,7 +195,11 @@ async def test_torn_journal_tail_at_start_is_counted_and_the_rest_delivered(
     ingest_env: Settings,
 ) -> None:
     topic = Topics(ingest_env).name("ingest.audio")
-    journal = Journal(ingest_env.ingest_journal_dir, ingest_env.ingest.journal_max_bytes)
+    journal = Journal(
+        ingest_env.ingest_journal_dir,
+        ingest_env.ingest.journal_max_bytes,
+        key_file=ingest_env.ingest_journal_key_file,
+    )
     sent = records(50)
     for key, value in sent:
         journal.append(Record(topic, key, value))
