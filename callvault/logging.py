@@ -15,7 +15,12 @@ import structlog
 
 from callvault.settings import Settings
 
-_SECRET_KEYS = ("password", "secret", "token", "authorization", "pepper", "private_key", "ha1")
+_SECRET_KEYS = (
+    "password", "secret", "token", "authorization", "pepper", "private_key", "ha1", "plaintext",
+)  # fmt: skip
+#: Libraries whose DEBUG output includes request bodies: botocore logs a KMS call's
+#: ``Plaintext`` (a data key) and S3 payloads. They never go below INFO, whatever the log level.
+_BODY_LOGGERS = ("botocore", "boto3", "urllib3", "s3transfer")
 
 
 def _mask_secrets(
@@ -29,6 +34,8 @@ def _mask_secrets(
 
 def configure_logging(settings: Settings) -> None:
     level = getattr(logging, settings.log_level)
+    for name in _BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.INFO))
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log_format == "json"
