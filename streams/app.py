@@ -26,6 +26,8 @@ from faust.types import EventT, StreamT
 
 from callvault.kafka_client import faust_credentials
 from callvault.settings import Settings
+from sinks.clickhouse.audit_log import AuditLogSink
+from sinks.clickhouse.transcripts import TranscriptsSink
 from streams.processors import AnalyticsWriter
 from streams.retention import RetentionSweeper
 from streams.runtime import Runtime
@@ -97,23 +99,27 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     def topic(logical: str) -> Any:
         return app.topic(rt.topics.name(logical), value_serializer="raw", key_serializer="raw")
 
-    def sealing_agent(sealer: Sealer, source: str) -> None:
+    def batch_agent(handler: Sealer | AnalyticsWriter, source: str) -> None:
+        """One agent per (source topic, handler), at concurrency 1, checkpointed."""
+
         async def agent(stream: StreamT[bytes]) -> None:
             await rt.ensure_started()
-            await checkpointed(stream, batch_max, within, sealer.handle)
+            await checkpointed(stream, batch_max, within, handler.handle)
 
-        app.agent(topic(source), concurrency=1, name=sealer.stage.replace(".", "-"))(agent)
+        app.agent(topic(source), concurrency=1, name=handler.stage.replace(".", "-"))(agent)
 
-    sealing_agent(MetadataSealer(rt), "ingest.metadata")
-    sealing_agent(AudioSealer(rt), "ingest.audio")
-    sealing_agent(TranscriptSealer(rt), "ingest.transcript")
-    writer = AnalyticsWriter(rt)
-    sealed = topic("sealed.metadata")
-
-    @app.agent(sealed, concurrency=1, name="analytics-calls")
-    async def analytics_calls(stream: StreamT[bytes]) -> None:
-        await rt.ensure_started()
-        await checkpointed(stream, batch_max, within, writer.handle)
+    # governance: raw -> sealed
+    batch_agent(MetadataSealer(rt), "ingest.metadata")
+    batch_agent(AudioSealer(rt), "ingest.audio")
+    batch_agent(TranscriptSealer(rt), "ingest.transcript")
+    # this region's analytics store
+    batch_agent(AnalyticsWriter(rt), "sealed.metadata")
+    transcripts = AnalyticsWriter(
+        rt, stage="analytics.transcripts", schema="SealedTranscriptSegment", sink=TranscriptsSink
+    )
+    batch_agent(transcripts, "sealed.transcript")
+    audit = AnalyticsWriter(rt, stage="analytics.audit", schema="AuditEvent", sink=AuditLogSink)
+    batch_agent(audit, "audit.events")
 
     sweeper = RetentionSweeper(rt)
 

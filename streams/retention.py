@@ -77,7 +77,7 @@ def expired_calls(
 class RetentionSweeper:
     """One pass: shred expired calls' keys, delete their rows. Idempotent; safe to run often."""
 
-    TABLES = ("calls", "call_events")
+    TABLES = ("calls", "call_events", "tool_invocations", "transcripts")
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt

@@ -1,22 +1,19 @@
-"""The call analytics sink: ``SealedCallEvent`` -> ``calls`` (one row per call) + ``call_events``.
-
-Delivery guarantee: **at-least-once writes, exactly-once rows after FINAL.** A replayed event
-produces a row with the same key and version, which ReplacingMergeTree collapses; an identical
-retried batch is dropped by its deduplication token.
+"""The call analytics sink: ``SealedCallEvent`` -> ``calls`` (one row per call), ``call_events``
+and ``tool_invocations`` (from each snapshot; the latest snapshot's rows win).
 
 Each CallEvent is a snapshot of everything known about the call when it was emitted, so the row
-of the latest event (by kind, then time) is the call's current state.
+of the latest event (by kind, then time) is the call's current state. Tool arguments are not
+stored here: they are free text from the call (PCI-redacted, but possibly personal); analytics
+gets the tool, its outcome and latency.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from sinks.clickhouse.client import ClickHouse
-from sinks.errors import ResidencyViolation
+from sinks.clickhouse.rows import Rows, RowSink
 
 _KIND_RANK = {"STARTED": 1, "ANSWERED": 2, "ENDED": 3}
 _RANK_WEIGHT = 10**17  # microsecond timestamps stay below 10^17 until the year 5138
@@ -41,65 +38,52 @@ def row_version(kind: str, occurred_at: datetime) -> int:
     return _KIND_RANK[kind] * _RANK_WEIGHT + micros
 
 
-class CallsSink:
-    """Region-bound: it refuses (raises :class:`ResidencyViolation`) a record of another region."""
+TOOL_COLUMNS = (
+    "workspace_id", "call_id", "idx", "region", "name", "invoked_at", "duration_ms", "status",
+    "expires_at", "version",
+)  # fmt: skip
 
-    def __init__(self, ch: ClickHouse, region: str) -> None:
-        self._ch = ch
-        self.region = region
-        self._calls: list[list[Any]] = []
-        self._events: list[list[Any]] = []
-        self._ids: list[str] = []
 
-    def check(self, rec: Mapping[str, Any]) -> None:
-        if rec["region"] != self.region:
-            raise ResidencyViolation(
-                f"record of region {rec['region']!r} refused by the {self.region!r} sink"
-            )
+class CallsSink(RowSink):
+    TABLES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "calls": CALL_COLUMNS,
+        "call_events": EVENT_COLUMNS,
+        "tool_invocations": TOOL_COLUMNS,
+    }
 
-    def add(self, rec: Mapping[str, Any]) -> None:
-        self.check(rec)
-        self._ids.append(rec["event_id"])
-        self._calls.append(
+    def record_id(self, rec: Mapping[str, Any]) -> str:
+        return str(rec["event_id"])
+
+    def rows(self, rec: Mapping[str, Any]) -> Rows:
+        version = row_version(rec["kind"], rec["occurred_at"])
+        call = [
+            rec["workspace_id"], rec["call_id"], rec["region"], rec["kind"],
+            rec["call_started_at"], rec["answered_at"], rec["ended_at"], rec["duration_ms"],
+            rec["caller_number_hash"], rec["caller_number_masked"],
+            rec["callee_number_hash"], rec["callee_number_masked"], rec["direction"],
+            rec["trunk_id"], rec["agent_id"], rec["codec"], rec["end_reason"],
+            rec["recording_enabled"], rec["suppressed"], rec["suppression_reason"],
+            len(rec["tool_invocations"]), rec["packets_received"], rec["packets_lost"],
+            rec["jitter_ms"], rec["redaction_count"], rec["policy_version"],
+            rec["expires_at"], rec["event_id"], version,
+        ]  # fmt: skip
+        event = [
+            rec["workspace_id"], rec["call_id"], rec["event_id"], rec["region"], rec["kind"],
+            rec["occurred_at"], rec["sealed_at"], rec["expires_at"],
+        ]  # fmt: skip
+        tools = [
             [
-                rec["workspace_id"], rec["call_id"], rec["region"], rec["kind"],
-                rec["call_started_at"], rec["answered_at"], rec["ended_at"], rec["duration_ms"],
-                rec["caller_number_hash"], rec["caller_number_masked"],
-                rec["callee_number_hash"], rec["callee_number_masked"], rec["direction"],
-                rec["trunk_id"], rec["agent_id"], rec["codec"], rec["end_reason"],
-                rec["recording_enabled"], rec["suppressed"], rec["suppression_reason"],
-                len(rec["tool_invocations"]), rec["packets_received"], rec["packets_lost"],
-                rec["jitter_ms"], rec["redaction_count"], rec["policy_version"],
-                rec["expires_at"], rec["event_id"], row_version(rec["kind"], rec["occurred_at"]),
+                rec["workspace_id"],
+                rec["call_id"],
+                i,
+                rec["region"],
+                inv["name"],
+                inv["invoked_at"],
+                inv["duration_ms"],
+                inv["status"],
+                rec["expires_at"],
+                version,
             ]
-        )  # fmt: skip
-        self._events.append(
-            [
-                rec["workspace_id"], rec["call_id"], rec["event_id"], rec["region"], rec["kind"],
-                rec["occurred_at"], rec["sealed_at"], rec["expires_at"],
-            ]
-        )  # fmt: skip
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-    async def flush(self) -> None:
-        """Write the buffer; on error the buffer is kept so the caller can retry the same batch."""
-        if not self._ids:
-            return
-        token = hashlib.sha256("\n".join(self._ids).encode()).hexdigest()
-        await self._ch.insert(
-            "calls", self._calls, CALL_COLUMNS, settings={"insert_deduplication_token": token}
-        )
-        await self._ch.insert(
-            "call_events",
-            self._events,
-            EVENT_COLUMNS,
-            settings={"insert_deduplication_token": token},
-        )
-        self.clear()
-
-    def clear(self) -> None:
-        self._calls.clear()
-        self._events.clear()
-        self._ids.clear()
+            for i, inv in enumerate(rec["tool_invocations"])
+        ]
+        return {"calls": [call], "call_events": [event], "tool_invocations": tools}

@@ -65,6 +65,66 @@ ORDER BY (workspace_id, call_id, event_id)
 TTL toDateTime(expires_at) DELETE
 SETTINGS non_replicated_deduplication_window = 1000
 """,
+    "tool_invocations": """
+CREATE TABLE IF NOT EXISTS {db}.tool_invocations (
+    workspace_id LowCardinality(String),
+    call_id String,
+    idx UInt32,
+    region LowCardinality(String),
+    name String,
+    invoked_at DateTime64(3, 'UTC'),
+    duration_ms Nullable(UInt64),
+    status LowCardinality(String),
+    expires_at DateTime64(3, 'UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (workspace_id, call_id, idx)
+TTL toDateTime(expires_at) DELETE
+SETTINGS non_replicated_deduplication_window = 1000
+""",
+    # Ciphertext only: the text is sealed under the call key (AAD: workspace, call, kind,
+    # region), so this table is useless without the key ring and dies with the call key.
+    # Stored base64: binary String values do not survive every client path (chDB hex-encodes).
+    "transcripts": """
+CREATE TABLE IF NOT EXISTS {db}.transcripts (
+    workspace_id LowCardinality(String),
+    call_id String,
+    segment_id String,
+    region LowCardinality(String),
+    kind LowCardinality(String),
+    speaker LowCardinality(String),
+    started_at DateTime64(3, 'UTC'),
+    ended_at Nullable(DateTime64(3, 'UTC')),
+    language LowCardinality(Nullable(String)),
+    confidence Nullable(Float32),
+    redaction_count UInt32,
+    ciphertext_b64 String,
+    expires_at DateTime64(3, 'UTC'),
+    sealed_at DateTime64(6, 'UTC'),
+    version UInt64
+) ENGINE = ReplacingMergeTree(version)
+ORDER BY (workspace_id, call_id, segment_id)
+TTL toDateTime(expires_at) DELETE
+SETTINGS non_replicated_deduplication_window = 1000
+""",
+    # Kept at least a year whatever the workspace retention (the promise: 1 year minimum).
+    "audit_log": """
+CREATE TABLE IF NOT EXISTS {db}.audit_log (
+    event_id String,
+    occurred_at DateTime64(6, 'UTC'),
+    workspace_id Nullable(String),
+    region LowCardinality(Nullable(String)),
+    actor_kind LowCardinality(String),
+    actor_id String,
+    action LowCardinality(String),
+    target Nullable(String),
+    outcome LowCardinality(String),
+    details Map(String, String)
+) ENGINE = ReplacingMergeTree
+ORDER BY (event_id)
+TTL toDateTime(occurred_at) + INTERVAL 400 DAY DELETE
+SETTINGS non_replicated_deduplication_window = 1000
+""",
 }
 
 

@@ -38,10 +38,13 @@ async def test_schema_is_idempotent_and_declares_ttl(clickhouse):
         f"WHERE database = '{clickhouse.database}'"
     )
     ddl = dict(rows)
-    assert set(ddl) == {"calls", "call_events"}
-    for create in ddl.values():
-        assert "TTL toDateTime(expires_at)" in create
+    assert set(ddl) == {"calls", "call_events", "tool_invocations", "transcripts", "audit_log"}
+    for table, create in ddl.items():
         assert "ReplacingMergeTree" in create
+        if table == "audit_log":  # a year at least, whatever the workspace retention
+            assert "TTL toDateTime(occurred_at) + toIntervalDay(400)" in create
+        else:
+            assert "TTL toDateTime(expires_at)" in create
 
 
 async def test_replayed_events_collapse_to_one_row_per_event(clickhouse):

@@ -111,8 +111,8 @@ async def test_a_region_bound_sink_refuses_another_regions_records(slice_setting
     ]
     refused = [a for a in audits if a["action"] == "residency.refused"]
     assert len(refused) == 9
-    assert {(a["region"], a["details"]["sink_region"], a["outcome"]) for a in refused} == {
-        ("na", "eu", "DENIED")
+    assert {(a["region"], a["details"]["record_region"], a["outcome"]) for a in refused} == {
+        ("eu", "na", "DENIED")
     }
 
 

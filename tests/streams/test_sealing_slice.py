@@ -4,12 +4,15 @@ crypto-shredding, and dead letters that never hold content."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from callvault.analytics_client import query
 from callvault.control.keys import open_keys
 from callvault.control.workspaces import WorkspaceDirectory
 from callvault.crypto import Aad, KeyDestroyed, open_artifact
@@ -113,6 +116,20 @@ async def test_all_three_kinds_are_sealed_end_to_end(slice_settings, worker_fact
         assert numbers["caller"] == call.events[0]["caller_number"]
         # one data key for the whole call, across the three processors
         assert len(await keys.store.by_call("acme", call.call_id)) == 1
+
+    # this region's analytics store: transcripts as ciphertext rows, decryptable with the key
+    res = await asyncio.to_thread(
+        query, slice_settings,
+        "SELECT kind, ciphertext_b64 FROM callvault.transcripts FINAL "
+        f"WHERE call_id = '{call.call_id}' ORDER BY kind",
+    )  # fmt: skip
+    assert [r[0] for r in res.rows] == ["SEGMENT", "SUMMARY"]
+    async with open_keys(slice_settings) as keys:
+        text = await open_artifact(
+            keys.ring, base64.b64decode(res.rows[0][1]),
+            Aad("acme", call.call_id, "transcript", "eu"),
+        )  # fmt: skip
+    assert b"[REDACTED:card]" in text and CARD.encode() not in text
 
 
 async def test_suppressed_content_is_never_sealed(slice_settings, worker_factory):
@@ -245,3 +262,9 @@ async def test_unknown_workspace_content_is_dead_lettered_without_the_content_an
     ]
     refused = [a for a in audits if a["action"] == "stream.record.refused"]
     assert refused and refused[0]["workspace_id"] == "nobody" and refused[0]["outcome"] == "DENIED"
+    # ... and the worker's audit_log table has it (kept 400 days whatever the retention)
+    res = await asyncio.to_thread(
+        query, slice_settings,
+        "SELECT outcome FROM callvault.audit_log FINAL WHERE action = 'stream.record.refused'",
+    )  # fmt: skip
+    assert res.rows == [["DENIED"]]
