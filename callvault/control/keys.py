@@ -81,7 +81,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Self
@@ -483,40 +483,45 @@ class KeyAdmin:
 
     async def shred_call(self, workspace_id: str, call_id: str) -> ShredResult:
         """Destroy every key of one call: its data becomes unrecoverable everywhere."""
-        action, target = "key.call.shred", f"call:{call_id}"
-        store, ring = self._keys.store, self._keys.ring
-        async with self._failures_audited(action, workspace_id, target):
-            await store.sync()
-            destroyed = await ring.shred_call(workspace_id, call_id)
-            await store.sync()  # a key another process created meanwhile goes too
-            destroyed += await ring.shred_call(workspace_id, call_id)
-            marker = None
-            if not await store.by_call(workspace_id, call_id):
-                marker = await self._write_marker("CALL", workspace_id, call_id)
-        result = ShredResult(workspace_id, call_id, tuple(destroyed), marker)
-        await self._audit(
-            action,
-            workspace_id,
-            target,
-            {"marker_key_id": marker or "", "already_shredded": str(result.already_shredded)},
-            ids_field="destroyed_key_ids",
-            key_ids=result.destroyed_key_ids,
-        )
-        return result
+        ring, store = self._keys.ring, self._keys.store
+        return await self._shred(
+            "key.call.shred", f"call:{call_id}", workspace_id, call_id,
+            shred=lambda: ring.shred_call(workspace_id, call_id),
+            remaining=lambda: store.by_call(workspace_id, call_id),
+        )  # fmt: skip
 
     async def shred_workspace(self, workspace_id: str) -> ShredResult:
         """Destroy the workspace keys and every call key: the whole workspace is unrecoverable."""
-        action, target = "key.workspace.shred", f"workspace:{workspace_id}"
-        store, ring = self._keys.store, self._keys.ring
+        ring, store = self._keys.ring, self._keys.store
+        return await self._shred(
+            "key.workspace.shred", f"workspace:{workspace_id}", workspace_id, None,
+            shred=lambda: ring.shred_workspace(workspace_id),
+            remaining=lambda: store.by_workspace(workspace_id, scope="WORKSPACE"),
+        )  # fmt: skip
+
+    async def _shred(
+        self,
+        action: str,
+        target: str,
+        workspace_id: str,
+        call_id: str | None,
+        *,
+        shred: Callable[[], Awaitable[list[str]]],
+        remaining: Callable[[], Awaitable[list[KeyRecord]]],
+    ) -> ShredResult:
+        """Shred, sync, shred again (a key another process created meanwhile goes too); with
+        no key at all, leave a destroyed marker so data arriving later gets no fresh key."""
+        store = self._keys.store
         async with self._failures_audited(action, workspace_id, target):
             await store.sync()
-            destroyed = await ring.shred_workspace(workspace_id)
+            destroyed = await shred()
             await store.sync()
-            destroyed += await ring.shred_workspace(workspace_id)
+            destroyed += await shred()
             marker = None
-            if not await store.by_workspace(workspace_id, scope="WORKSPACE"):
-                marker = await self._write_marker("WORKSPACE", workspace_id, None)
-        result = ShredResult(workspace_id, None, tuple(destroyed), marker)
+            if not await remaining():
+                scope: KeyScope = "CALL" if call_id is not None else "WORKSPACE"
+                marker = await self._write_marker(scope, workspace_id, call_id)
+        result = ShredResult(workspace_id, call_id, tuple(destroyed), marker)
         await self._audit(
             action,
             workspace_id,
