@@ -24,11 +24,15 @@ class QueryResult:
     rows: list[list[Any]]
 
 
-def query(settings: Settings, sql: str, *, timeout_s: float = 30.0) -> QueryResult:
+def query(
+    settings: Settings, sql: str, *, workspace: str | None = None, timeout_s: float = 30.0
+) -> QueryResult:
+    """Run read-only SQL on the worker; with ``workspace``, in a session the engine confines to
+    that workspace's rows."""
     url = f"http://{settings.worker.web_host}:{settings.worker.web_port}/analytics/query"
     req = urllib.request.Request(
         url,
-        data=json.dumps({"sql": sql}).encode(),
+        data=json.dumps({"sql": sql, **({"workspace": workspace} if workspace else {})}).encode(),
         headers={
             "Authorization": f"Bearer {settings.worker.query_token.get_secret_value()}",
             "Content-Type": "application/json",

@@ -78,7 +78,9 @@ class Runtime:
         self.topics = Topics(settings)
         self.metrics = StreamMetrics()
         self.workspaces: CompactedView[WorkspacePolicy] = workspace_view(settings)
-        self.clickhouse = ClickHouse(settings.clickhouse_dsn, settings.clickhouse.database)
+        self.clickhouse = ClickHouse(
+            settings.clickhouse_dsn, settings.clickhouse.database, isolated=True
+        )
         self.suppressed_calls = SuppressedCalls()
         self._keys: Keys | None = None
         self._key_admin: KeyAdmin | None = None

@@ -60,15 +60,21 @@ def register_views(app: faust.App, rt: Runtime) -> None:
             try:
                 body = json.loads(await request.text())
                 sql = body["sql"]
+                workspace = body.get("workspace")
                 if not isinstance(sql, str):
                     raise TypeError("sql must be a string")
+                if workspace is not None and not isinstance(workspace, str):
+                    raise TypeError("workspace must be a string")
             except (ValueError, KeyError, TypeError) as exc:
                 return self.json(
                     {"error": f"body must be JSON {{'sql': '...'}}: {exc}"}, status=400
                 )
             await rt.ensure_started()
             try:
-                columns, rows = await rt.clickhouse.query(sql, settings={"readonly": 1})
+                if workspace is None:  # operator scope (the token holder), read-only
+                    columns, rows = await rt.clickhouse.query(sql, settings={"readonly": 1})
+                else:  # confined to one workspace by the engine (sinks/clickhouse/isolation.py)
+                    columns, rows = await rt.clickhouse.query_scoped(workspace, sql)
             except SinkError as exc:
                 status = 503 if exc.retriable else 400
                 return self.json({"error": str(exc)}, status=status)

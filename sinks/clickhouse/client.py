@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DatabaseError, OperationalError
 
+from sinks.clickhouse import isolation
 from sinks.errors import SinkRejected, SinkUnavailable
 
 T = TypeVar("T")
@@ -35,20 +37,33 @@ _REJECTION_CODES = {
 }
 
 
-def open_client(dsn: str) -> Client:
+def open_client(
+    dsn: str, *, config_file: Path | None = None, settings: dict[str, Any] | None = None
+) -> Client:
     if dsn.startswith("chdb://"):
-        return clickhouse_connect.get_client(dsn=dsn)
+        if config_file is None:
+            return clickhouse_connect.get_client(dsn=dsn)
+        return clickhouse_connect.get_client(
+            dsn=dsn, chdb_options={"config-file": str(config_file)}, settings=settings or {}
+        )
     if dsn.startswith(("http://", "https://", "clickhouse://", "clickhouse+http://")):
         return clickhouse_connect.get_client(dsn=dsn, compress=False)
     raise SinkRejected(f"unsupported ClickHouse DSN scheme in {dsn.split(':', 1)[0]!r}")
 
 
 class ClickHouse:
-    """A client plus the single thread it is driven from."""
+    """A client plus the single thread it is driven from.
 
-    def __init__(self, dsn: str, database: str) -> None:
+    ``isolated=True`` (the worker) opens an embedded engine under Callvault's access config, so
+    :meth:`query_scoped` sessions are confined to one workspace by the engine itself (see
+    :mod:`sinks.clickhouse.isolation`); this handle itself is the admin scope.
+    """
+
+    def __init__(self, dsn: str, database: str, *, isolated: bool = False) -> None:
         self.database = database
         self._dsn = dsn
+        self._isolated = isolated
+        self._config: Path | None = None
         self._client: Client | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
 
@@ -59,10 +74,49 @@ class ClickHouse:
     def _require(self) -> Client:
         if self._client is None:
             try:
-                self._client = open_client(self._dsn)
+                if self._isolated and self.embedded:
+                    path = Path(self._dsn.removeprefix("chdb://"))
+                    self._config = isolation.write_config(path, self.database)
+                    client = open_client(
+                        self._dsn, config_file=self._config,
+                        settings={"log_comment": isolation.ADMIN},
+                    )  # fmt: skip
+                    grants = [str(r[0]) for r in client.query("SHOW GRANTS").result_rows]
+                    isolation.verify_grants(grants)
+                    self._client = client
+                else:
+                    self._client = open_client(self._dsn)
             except ClickHouseError as exc:
                 raise SinkUnavailable(f"cannot open ClickHouse: {exc}") from exc
         return self._client
+
+    async def query_scoped(
+        self, workspace_id: str, sql: str
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run ``sql`` in a fresh session that can see only ``workspace_id``'s rows, read-only.
+
+        Refused (never run unscoped) where the engine cannot enforce it.
+        """
+        comment = isolation.scope_comment(workspace_id)
+        if not (self._isolated and self.embedded):
+            raise SinkRejected(
+                "workspace-scoped queries need the embedded engine's access config here; "
+                "per-workspace server users are not set up yet"
+            )
+
+        def _q(admin: Client) -> tuple[list[str], list[tuple[Any, ...]]]:
+            scoped = open_client(
+                self._dsn, config_file=self._config,
+                settings={"log_comment": comment, "readonly": 1},
+            )  # fmt: skip
+            try:
+                result = scoped.query(sql)
+                return list(result.column_names), [tuple(r) for r in result.result_rows]
+            finally:
+                with contextlib.suppress(Exception):
+                    scoped.close()
+
+        return await self.run(_q)
 
     async def run(self, fn: Callable[[Client], T]) -> T:
         """Run ``fn(client)`` on the ClickHouse thread, mapping driver errors to sink errors."""
