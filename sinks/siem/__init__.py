@@ -1,0 +1,1 @@
+"""SIEM sinks for ``audit.events``: syslog over TLS (RFC 5425), Splunk HEC, OCSF."""
