@@ -30,6 +30,9 @@ class LegStats:
     packets_received: int = 0
     packets_lost: int = 0
     jitter_ms: float = 0.0
+    leg: str | None = None
+    #: audio chunks the leg emitted (its last chunk seq + 1): the recorder's completeness check
+    chunks: int = 0
 
 
 @dataclass
@@ -96,6 +99,11 @@ class Call:
             "packets_received": sum(s.packets_received for s in stats) if stats else None,
             "packets_lost": sum(s.packets_lost for s in stats) if stats else None,
             "jitter_ms": max((s.jitter_ms for s in stats), default=None) if stats else None,
+            "audio_chunks": (
+                {s.leg: s.chunks for s in stats if s.leg}
+                if stats and kind == "ENDED" and self.audio_allowed
+                else None
+            ),
             "sip_call_id": self.sip_call_id,
             "ingest_node": node,
         }

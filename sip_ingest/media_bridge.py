@@ -29,7 +29,9 @@ class _Leg:
 
     def stats(self) -> LegStats:
         s = self.state.stats()
-        return LegStats(s.packets_received, s.packets_lost, s.jitter_ms)
+        return LegStats(
+            s.packets_received, s.packets_lost, s.jitter_ms, self.state.leg, s.chunks_emitted
+        )
 
     def last_packet_at(self) -> float:
         return self.state.last_packet_at or 0.0

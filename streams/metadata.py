@@ -97,6 +97,7 @@ def seal_call_event(
         "packets_received": event["packets_received"],
         "packets_lost": event["packets_lost"],
         "jitter_ms": event["jitter_ms"],
+        "audio_chunks": event.get("audio_chunks"),
         "redaction_count": redactions,
         "sealed_at": now,
         "policy_version": policy.version,

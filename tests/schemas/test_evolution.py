@@ -42,6 +42,7 @@ RELEASED = {
     "AudioChunk.v2": "ef0d532fd5e154b1",
     "AuditEvent.v1": "dcdd811967f3f99e",
     "CallEvent.v1": "8131b163458b6551",
+    "CallEvent.v2": "583e1bbdced5f907",
     "DeadLetter.v1": "eb7c14e71a86fae6",
     "DeletionCertificate.v1": "e3d5daa492c5f384",
     "ErasureRequest.v1": "58df765c4b0abd55",
@@ -50,6 +51,7 @@ RELEASED = {
     "SealedAudioChunk.v1": "d08c4a892b76d330",
     "SealedCallEvent.v1": "d2d463e8f9687710",
     "SealedCallEvent.v2": "da0398d7a5cfb223",
+    "SealedCallEvent.v3": "d06238174defe682",
     "SealedTranscriptSegment.v1": "1d32056898297201",
     "TranscriptSegment.v1": "897fe2f2220001f9",
     "TranscriptSegment.v2": "7b877aa043c766f0",
@@ -496,7 +498,7 @@ def _add_field(schema_dir: Path, name: str, field: dict[str, Any]) -> None:
     path.write_text(json.dumps(schema, indent=2))
 
 
-def test_a_compatible_change_reads_old_data_and_is_frozen_as_v2(schema_copy: Path) -> None:
+def test_a_compatible_change_reads_old_data_and_is_frozen_as_the_next_version(schema_copy: Path) -> None:
     _add_field(
         schema_copy,
         "CallEvent",
@@ -507,20 +509,19 @@ def test_a_compatible_change_reads_old_data_and_is_frozen_as_v2(schema_copy: Pat
 
     decoded = evolved.decode("CallEvent", old_message)
 
-    assert decoded == v1_call_event() | {"queue_id": None}
+    assert decoded == v1_call_event() | {"audio_chunks": None, "queue_id": None}
     assert unfrozen_messages(evolved) == ["CallEvent"]  # the guard above would now fail
     path = freeze("CallEvent", schema_copy)
-    assert path == schema_copy / "history" / "CallEvent.v2.avsc"
+    assert path == schema_copy / "history" / "CallEvent.v3.avsc"
     refrozen = Codec(schema_copy)
     assert unfrozen_messages(refrozen) == []
-    assert sorted(refrozen.history("CallEvent")) == [1, 2]
+    assert sorted(refrozen.history("CallEvent")) == [1, 2, 3]
     assert refrozen.decode("CallEvent", old_message) == decoded
     with pytest.raises(SchemaDefinitionError, match="nothing to freeze"):
         freeze("CallEvent", schema_copy)
-    v2 = load_history(path)
-    v1 = load_history(schema_copy / "history" / "CallEvent.v1.avsc")
-    assert reader_compatibility_problems(current(refrozen, "CallEvent"), v1) == []
-    assert reader_compatibility_problems(current(refrozen, "CallEvent"), v2) == []
+    for version in (1, 2, 3):
+        released = load_history(schema_copy / "history" / f"CallEvent.v{version}.avsc")
+        assert reader_compatibility_problems(current(refrozen, "CallEvent"), released) == []
 
 
 def test_an_incompatible_change_is_caught_by_the_checker_and_by_decoding(
@@ -537,5 +538,5 @@ def test_an_incompatible_change_is_caught_by_the_checker_and_by_decoding(
         "has no value for it"
     ]
     old_message = get_codec().encode("CallEvent", v1_call_event())
-    with pytest.raises(SchemaDecodeError, match=r"CallEvent \(written as v1\)"):
+    with pytest.raises(SchemaDecodeError, match=r"CallEvent \(written as v2\)"):
         evolved.decode("CallEvent", old_message)
