@@ -78,6 +78,11 @@ class S3Settings(BaseModel):
     secret_key: SecretStr = SecretStr(DEV_S3_SECRET)
     #: One bucket per region: ``{bucket_prefix}{region}``; a sink only ever opens its own.
     bucket_prefix: str = "callvault-recordings-"
+    #: Namespace for every key Callvault writes (like ``kafka.topic_prefix``): lets several
+    #: deployments, or tests, share a bucket without seeing each other's objects.
+    key_prefix: str = ""
+    #: The SigV4 signing region; S3-compatible stores (SeaweedFS, MinIO) accept us-east-1.
+    signing_region: str = "us-east-1"
 
 
 class ClickHouseSettings(BaseModel):
@@ -201,6 +206,77 @@ class KeysSettings(BaseModel):
         return self
 
 
+class SiemSettings(BaseModel):
+    """Fan-out of ``audit.events`` to SIEMs (:mod:`streams.siem`): syslog over TLS (RFC 5425),
+    Splunk HEC, and the ``siem.ocsf`` topic (OCSF JSON for SIEMs that read Kafka). At-least-once
+    to each; every rendering carries the audit event id so the SIEM can drop duplicates."""
+
+    syslog_enabled: bool = False
+    syslog_host: str = "127.0.0.1"
+    syslog_port: int = Field(6514, ge=1, le=65535)
+    syslog_format: Literal["cef", "json"] = "cef"
+    #: CA that signed the syslog server's certificate; unset: the system trust store.
+    syslog_ca_file: Path | None = None
+    #: Optional client certificate (mutual TLS): a PEM with the certificate chain, and the key
+    #: either in the same PEM or in ``syslog_client_key_file``.
+    syslog_client_cert_file: Path | None = None
+    syslog_client_key_file: Path | None = None
+    hec_enabled: bool = False
+    #: Base URL of the HEC input, e.g. ``https://splunk.example:8088``; production needs https.
+    hec_url: str | None = None
+    hec_token: SecretStr | None = None
+    #: CA that signed the HEC server's certificate; unset: the system trust store.
+    hec_ca_file: Path | None = None
+    ocsf_topic_enabled: bool = True
+
+    @field_validator(
+        "syslog_ca_file", "syslog_client_cert_file", "syslog_client_key_file", "hec_ca_file",
+        "hec_url", "hec_token", mode="before",
+    )  # fmt: skip
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # docker compose passes an unset variable through as "".
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("hec_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s):// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _destinations_complete(self) -> SiemSettings:
+        if self.syslog_client_key_file is not None and self.syslog_client_cert_file is None:
+            raise ValueError("syslog_client_key_file needs syslog_client_cert_file")
+        if self.hec_enabled and (self.hec_url is None or self.hec_token is None):
+            raise ValueError("hec_enabled needs hec_url and hec_token")
+        return self
+
+    @property
+    def any_enabled(self) -> bool:
+        return self.syslog_enabled or self.hec_enabled or self.ocsf_topic_enabled
+
+
+class RecordingsSettings(BaseModel):
+    """The recordings sink (:mod:`streams.recordings`): when a call counts as finished."""
+
+    enabled: bool = True
+    #: How often the worker tries to finish calls that ended.
+    poll_s: float = Field(1.0, gt=0, le=60)
+    #: Without per-leg chunk counts on the ENDED event: wait this long after it for stragglers.
+    settle_s: float = Field(5.0, ge=0, le=3600)
+    #: With chunk counts: finish with what arrived (gaps as silence) if chunks are still missing
+    #: this long after the ENDED event.
+    settle_timeout_s: float = Field(120.0, ge=0, le=86_400)
+    #: A call whose ENDED event never comes (its ingest node died) is finished once nothing was
+    #: staged for it for this long; above the longest silence a live call may have.
+    orphan_after_s: float = Field(3600.0, gt=0)
+    #: How often the staging area is rescanned for calls another worker left unfinished.
+    rescan_s: float = Field(60.0, gt=0)
+    part_size_mb: int = Field(8, ge=5, le=512)
+
+
 class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     kafka_port: int = Field(19092, ge=1, le=65535)
@@ -243,6 +319,8 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     dev: DevStackSettings = DevStackSettings()
     keys: KeysSettings = KeysSettings()
+    siem: SiemSettings = SiemSettings()
+    recordings: RecordingsSettings = RecordingsSettings()
 
     @model_validator(mode="after")
     def _region_known(self) -> Settings:
@@ -267,6 +345,8 @@ class Settings(BaseSettings):
             raise ValueError("clickhouse.dsn must be set in production")
         if not self.kafka.tls:
             raise ValueError("kafka.tls must be on in production: raw call audio crosses it")
+        if self.siem.hec_url is not None and not self.siem.hec_url.startswith("https://"):
+            raise ValueError("siem.hec_url must be https in production: the HEC token crosses it")
         return self
 
     @property

@@ -62,10 +62,14 @@ class Topics:
             self._spec("sealed.audio", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("sealed.transcript", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("audit.events", 1, {"retention.ms": str(audit_ms)}),
+            # the audit trail as OCSF JSON for SIEMs that read Kafka: an audit log like its source
+            self._spec("siem.ocsf", 1, {"retention.ms": str(audit_ms)}),
             # content dead letters (audio, transcript) never hold the content: see streams
             self._spec("deadletter.metadata", 1, {"retention.ms": str(30 * DAY_MS)}),
             self._spec("deadletter.audio", 1, {"retention.ms": str(30 * DAY_MS)}),
             self._spec("deadletter.transcript", 1, {"retention.ms": str(30 * DAY_MS)}),
+            # audit events a SIEM refused (replayable to the SIEMs alone)
+            self._spec("deadletter.siem", 1, {"retention.ms": str(30 * DAY_MS)}),
             self._spec("control.workspaces", 1, _COMPACTED),
             self._spec("control.trunks", 1, _COMPACTED),
             self._spec("control.keys", 1, _COMPACTED),
@@ -102,6 +106,14 @@ class Topics:
     @property
     def audit_events(self) -> str:
         return self.name("audit.events")
+
+    @property
+    def siem_ocsf(self) -> str:
+        return self.name("siem.ocsf")
+
+    @property
+    def deadletter_siem(self) -> str:
+        return self.name("deadletter.siem")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ How delivery is kept honest on top of faust (see DESIGN.md for the upstream bugs
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 import structlog
@@ -28,13 +28,25 @@ from callvault.kafka_client import faust_credentials
 from callvault.settings import Settings
 from sinks.clickhouse.audit_log import AuditLogSink
 from sinks.clickhouse.transcripts import TranscriptsSink
+from sinks.recordings.staging import Staging
 from streams.processors import AnalyticsWriter
+from streams.recordings import CallEndStager, Finisher, RecordingStager
 from streams.retention import RetentionSweeper
 from streams.runtime import Runtime
-from streams.sealers import AudioSealer, MetadataSealer, Sealer, TranscriptSealer
+from streams.sealers import AudioSealer, MetadataSealer, TranscriptSealer
+from streams.siem import SiemFanout
 from streams.web import register_views
 
 log = structlog.get_logger(__name__)
+
+
+class BatchHandler(Protocol):
+    """What an agent drives: a stage name and a handler that returns once outputs are durable."""
+
+    @property
+    def stage(self) -> str: ...
+
+    async def handle(self, events: Sequence[EventT[Any]], /) -> None: ...
 
 
 async def checkpointed(
@@ -55,6 +67,18 @@ async def checkpointed(
         await handle(events)
         for event in events:
             await concrete.ack(event)
+
+
+class Stages:
+    """Several stages on one topic's batch, in order; the batch is done when all are."""
+
+    def __init__(self, handlers: Sequence[BatchHandler]) -> None:
+        self.handlers = list(handlers)
+        self.stage = "+".join(h.stage for h in handlers)
+
+    async def handle(self, events: Sequence[EventT[Any]], /) -> None:
+        for handler in self.handlers:
+            await handler.handle(events)
 
 
 def app_id(settings: Settings) -> str:
@@ -99,27 +123,65 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
     def topic(logical: str) -> Any:
         return app.topic(rt.topics.name(logical), value_serializer="raw", key_serializer="raw")
 
-    def batch_agent(handler: Sealer | AnalyticsWriter, source: str) -> None:
+    def batch_agent(handler: BatchHandler, source: str) -> None:
         """One agent per (source topic, handler), at concurrency 1, checkpointed."""
 
         async def agent(stream: StreamT[bytes]) -> None:
             await rt.ensure_started()
             await checkpointed(stream, batch_max, within, handler.handle)
 
-        app.agent(topic(source), concurrency=1, name=handler.stage.replace(".", "-"))(agent)
+        name = handler.stage.replace(".", "-").replace("+", "-and-")
+        app.agent(topic(source), concurrency=1, name=name)(agent)
 
     # governance: raw -> sealed
     batch_agent(MetadataSealer(rt), "ingest.metadata")
     batch_agent(AudioSealer(rt), "ingest.audio")
     batch_agent(TranscriptSealer(rt), "ingest.transcript")
-    # this region's analytics store
-    batch_agent(AnalyticsWriter(rt), "sealed.metadata")
-    transcripts = AnalyticsWriter(
-        rt, stage="analytics.transcripts", schema="SealedTranscriptSegment", sink=TranscriptsSink
-    )
-    batch_agent(transcripts, "sealed.transcript")
-    audit = AnalyticsWriter(rt, stage="analytics.audit", schema="AuditEvent", sink=AuditLogSink)
-    batch_agent(audit, "audit.events")
+    # sinks: one agent per topic; several stages of a topic run one after the other on each
+    # batch, which is acknowledged once all of them returned (two faust agents on one topic
+    # lost records when a worker was killed: see tests/streams/test_metadata_slice.py)
+    sinks: dict[str, list[BatchHandler]] = {
+        "sealed.metadata": [AnalyticsWriter(rt)],
+        "sealed.transcript": [
+            AnalyticsWriter(rt, stage="analytics.transcripts", schema="SealedTranscriptSegment",
+                            sink=TranscriptsSink)
+        ],
+        "sealed.audio": [],
+        "audit.events": [
+            AnalyticsWriter(rt, stage="analytics.audit", schema="AuditEvent", sink=AuditLogSink)
+        ],
+    }  # fmt: skip
+    if settings.siem.any_enabled:
+        siem = SiemFanout(rt)
+        sinks["audit.events"].append(siem)
+
+        @app.on_before_shutdown.connect
+        async def close_siem(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+            await siem.close()
+
+    # recordings, transcript and summary documents in this region's bucket
+    if settings.recordings.enabled:
+        staging = Staging(rt.objects)
+        finisher = Finisher(rt, rt.objects)
+        rt.finisher = finisher
+        sinks["sealed.audio"].append(RecordingStager(rt, "audio", staging, finisher))
+        sinks["sealed.transcript"].append(  # after analytics.transcripts, which reports bad input
+            RecordingStager(rt, "transcript", staging, finisher, reports_bad_input=False)
+        )
+        sinks["sealed.metadata"].append(CallEndStager(rt, staging, finisher))
+
+        @app.timer(settings.recordings.poll_s)
+        async def finish_recordings() -> None:
+            if not rt.ready:
+                return
+            try:
+                await finisher.run()
+            except Exception:  # retried next tick; an S3 outage must not stop the worker
+                log.exception("recordings_finish_failed")
+
+    for source, handlers in sinks.items():
+        if handlers:
+            batch_agent(handlers[0] if len(handlers) == 1 else Stages(handlers), source)
 
     sweeper = RetentionSweeper(rt)
 

@@ -5,7 +5,7 @@ that, never before."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from faust.types import EventT
@@ -19,6 +19,61 @@ from sinks.errors import ResidencyViolation, SinkError, SinkRejected
 from streams.retry import retry_transient
 from streams.runtime import Runtime
 
+DeadLetterFn = Callable[[EventT, str, Exception], Awaitable[Awaitable[Any]]]
+
+
+async def decode_batch(
+    rt: Runtime, stage: str, schema: str, events: Sequence[EventT], dead_letter: DeadLetterFn
+) -> tuple[list[tuple[EventT, dict[str, Any]]], list[Awaitable[Any]]]:
+    """Decode a batch: (event, record) pairs, and the dead letters (reason ``undecodable``) of
+    what could not be decoded, still to be awaited before the batch is acknowledged."""
+    codec = get_codec()
+    decoded: list[tuple[EventT, dict[str, Any]]] = []
+    pending: list[Awaitable[Any]] = []
+    for event in events:
+        rt.metrics.records_in.labels(stage).inc()
+        try:
+            if event.message.value is None:
+                raise SchemaDecodeError("record has no value")
+            decoded.append((event, codec.decode(schema, event.message.value)))
+        except SchemaDecodeError as exc:
+            pending.append(await dead_letter(event, "undecodable", exc))
+    return decoded, pending
+
+
+async def refuse_other_region(
+    rt: Runtime,
+    stage: str,
+    sink_region: str,
+    event: EventT,
+    rec: Mapping[str, Any],
+    *,
+    topic: str | None = None,
+    keep_value: bool = True,
+) -> list[Awaitable[Any]]:
+    """A record of another region reached a region-bound sink: count, audit, dead-letter.
+
+    The refusal happened here, so it is an event of the sink's region (and so is never itself
+    refused by this region's audit log). Returns the sends to await before acknowledging.
+    """
+    rt.metrics.cross_region.labels(sink_region, rec["region"]).inc()
+    refusal = audit_event(
+        "residency.refused", actor_kind="SERVICE", actor_id=f"sink:{stage}", outcome="DENIED",
+        workspace_id=rec["workspace_id"], region=sink_region,
+        target=f"call:{rec.get('call_id') or rec.get('event_id')}",
+        details={"sink_region": sink_region, "record_region": rec["region"]},
+    )  # fmt: skip
+    error = ResidencyViolation(
+        f"record of region {rec['region']!r} refused by the {sink_region!r} sink"
+    )
+    return [
+        await rt.audit(refusal),
+        await rt.dead_letter(
+            event, stage=stage, reason="residency", error=error, topic=topic,
+            keep_value=keep_value,
+        ),
+    ]  # fmt: skip
+
 
 class AnalyticsWriter:
     """A sealed (or audit) topic -> a region-bound ClickHouse sink: ``sealed.metadata`` ->
@@ -30,41 +85,20 @@ class AnalyticsWriter:
         sink: type[RowSink] = CallsSink,
     ) -> None:  # fmt: skip
         self.rt = rt
-        self._codec = get_codec()
         self.stage, self.schema = stage, schema
         self.sink = sink(rt.clickhouse, rt.settings.region)
 
     async def handle(self, events: Sequence[EventT]) -> None:
         rt = self.rt
-        pending: list[Awaitable[Any]] = []
         started = time.perf_counter()
+        decoded, pending = await decode_batch(rt, self.stage, self.schema, events, self._dead)
         accepted: list[tuple[EventT, dict[str, Any]]] = []
-        for event in events:
-            rt.metrics.records_in.labels(self.stage).inc()
+        for event, rec in decoded:
             try:
-                if event.message.value is None:
-                    raise SchemaDecodeError("record has no value")
-                rec = self._codec.decode(self.schema, event.message.value)
                 self.sink.add(rec)
                 accepted.append((event, rec))
-            except SchemaDecodeError as exc:
-                pending.append(
-                    await rt.dead_letter(event, stage=self.stage, reason="undecodable", error=exc)
-                )
-            except ResidencyViolation as exc:
-                rt.metrics.cross_region.labels(self.sink.region, rec["region"]).inc()
-                # the refusal happened here: it is an event of the sink's region (and so is
-                # never itself refused by this region's audit log)
-                refusal = audit_event(
-                    "residency.refused", actor_kind="SERVICE", actor_id=f"sink:{self.stage}",
-                    outcome="DENIED", workspace_id=rec["workspace_id"], region=self.sink.region,
-                    target=f"call:{rec.get('call_id') or rec.get('event_id')}",
-                    details={"sink_region": self.sink.region, "record_region": rec["region"]},
-                )  # fmt: skip
-                pending.append(await rt.audit(refusal))
-                pending.append(
-                    await rt.dead_letter(event, stage=self.stage, reason="residency", error=exc)
-                )
+            except ResidencyViolation:
+                pending += await refuse_other_region(rt, self.stage, self.sink.region, event, rec)
         try:
             await self._flush()
         except SinkRejected:
@@ -85,6 +119,9 @@ class AnalyticsWriter:
         rt.metrics.records_out.labels(self.stage).inc(len(accepted))
         await rt.deliver(pending, self.stage)
         rt.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
+
+    async def _dead(self, event: EventT, reason: str, exc: Exception) -> Awaitable[Any]:
+        return await self.rt.dead_letter(event, stage=self.stage, reason=reason, error=exc)
 
     async def _flush(self) -> None:
         await retry_transient(

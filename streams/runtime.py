@@ -28,12 +28,14 @@ from callvault.settings import Settings
 from callvault.topics import Topics
 from sinks.clickhouse.client import ClickHouse
 from sinks.clickhouse.ddl import ensure_schema
+from sinks.objects.store import ObjectStore
 from streams.deadletter import dead_letter
 from streams.metrics import StreamMetrics
 from streams.retry import retry_transient
 
 if TYPE_CHECKING:
     from callvault.control.keys import KeyAdmin, Keys
+    from streams.recordings import Finisher
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +84,9 @@ class Runtime:
             settings.clickhouse_dsn, settings.clickhouse.database, isolated=True
         )
         self.suppressed_calls = SuppressedCalls()
+        #: this region's bucket (recordings, documents, staging); boto3 runs on threads
+        self.objects = ObjectStore(settings)
+        self.finisher: Finisher | None = None  # set by the app when recordings are on
         self._keys: Keys | None = None
         self._key_admin: KeyAdmin | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -117,6 +122,7 @@ class Runtime:
         await self._resources.aclose()
         await self.workspaces.stop()
         await self.clickhouse.close()
+        self.objects.close()
 
     @property
     def keys(self) -> Keys:

@@ -267,23 +267,10 @@ def status(settings: Settings, detail: str = "") -> ServiceStatus:
 
 
 def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the dev gateway with short timeouts and no hidden retries."""
-    import boto3
-    from botocore.config import Config
+    """The same client the sinks use: short timeouts and no hidden retries."""
+    from sinks.objects.store import s3_client as client
 
-    return boto3.client(
-        "s3",
-        endpoint_url=settings.s3.endpoint,
-        aws_access_key_id=settings.s3.access_key,
-        aws_secret_access_key=settings.s3.secret_key.get_secret_value(),
-        region_name="us-east-1",
-        config=Config(
-            connect_timeout=2,
-            read_timeout=10,
-            retries={"max_attempts": 1, "mode": "standard"},
-            s3={"addressing_style": "path"},
-        ),
-    )
+    return client(settings)
 
 
 def _create_bucket(client: Any, name: str) -> None:

@@ -405,8 +405,9 @@ def to_hec(
 
 
 def encode_ocsf(event: Mapping[str, Any]) -> tuple[bytes, bytes]:
-    """(key, value) for the ``siem.ocsf`` topic: keyed by workspace like ``audit.events``, value
+    """(key, value) for the ``siem.ocsf`` topic: keyed by the audit event id (``metadata.uid``),
+    so a consumer can drop the duplicates an at-least-once producer may write by key alone; value
     the OCSF event as compact UTF-8 JSON (SIEMs that read Kafka expect JSON, not Avro)."""
-    key = (event.get("workspace_id") or "-").encode()
+    key = str(event["event_id"]).encode()
     value = json.dumps(to_ocsf(event), separators=(",", ":"), ensure_ascii=False).encode()
     return key, value

@@ -35,11 +35,13 @@ _CONN_ERRORS = (OSError, ssl.SSLError, asyncio.IncompleteReadError, EOFError)
 
 
 def client_tls_context(
-    ca_file: Path, client_cert: Path | None = None, client_key: Path | None = None
+    ca_file: Path | None, client_cert: Path | None = None, client_key: Path | None = None
 ) -> ssl.SSLContext:
-    """Verify the server (chain and host name) against ``ca_file``; present ``client_cert``
-    (a PEM with key and chain, or with ``client_key`` separately) for mutual TLS."""
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca_file))
+    """Verify the server (chain and host name) against ``ca_file`` (``None``: the system trust
+    store); present ``client_cert`` (a PEM with key and chain, or with ``client_key``
+    separately) for mutual TLS."""
+    cafile = str(ca_file) if ca_file is not None else None
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if client_cert is not None:
         ctx.load_cert_chain(str(client_cert), str(client_key) if client_key else None)

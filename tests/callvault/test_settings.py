@@ -64,3 +64,33 @@ def test_settings_env_round_trips(monkeypatch):
     for key, value in settings_env(s).items():
         monkeypatch.setenv(key, value)
     assert load_settings() == s
+
+
+PRODUCTION_SECRETS = {
+    "environment": "production",
+    "clickhouse": {"dsn": "http://h:8123"},
+    "s3": {"secret_key": "s3-prod"},
+    "worker": {"query_token": "query-prod"},
+    "hash_pepper": "pepper-prod",
+    "ingest": {"api_token": "ingest-prod", "nonce_secret": "nonce-prod"},
+}
+
+
+def test_siem_hec_needs_https_in_production_and_its_token_never_prints():
+    hec = {"hec_enabled": True, "hec_token": "hec-token-abc123"}
+    with pytest.raises(SettingsError, match=r"siem\.hec_url must be https in production"):
+        load_settings(**PRODUCTION_SECRETS, siem={**hec, "hec_url": "http://splunk:8088"})
+    s = load_settings(**PRODUCTION_SECRETS, siem={**hec, "hec_url": "https://splunk:8088"})
+    assert "hec-token-abc123" not in repr(s) + str(s) + s.model_dump_json()
+    with pytest.raises(SettingsError, match="hec_enabled needs hec_url and hec_token"):
+        load_settings(siem={"hec_enabled": True, "hec_url": "https://splunk:8088"})
+    with pytest.raises(SettingsError, match=r"siem\.hec_url"):
+        load_settings(siem={"hec_url": "splunk:8088"})
+
+
+def test_siem_settings_reach_a_worker_process(monkeypatch, tmp_path):
+    siem = {"syslog_enabled": True, "syslog_port": 6514, "syslog_ca_file": str(tmp_path / "ca")}
+    s = load_settings(siem={**siem, "hec_enabled": True, "hec_url": "http://h", "hec_token": "t"})
+    for key, value in settings_env(s).items():
+        monkeypatch.setenv(key, value)
+    assert load_settings() == s

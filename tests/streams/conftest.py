@@ -22,6 +22,7 @@ def isolated_settings(base: Settings, tmp: Path, **worker: object) -> Settings:
         update={
             "home": tmp / "home",
             "kafka": base.kafka.model_copy(update={"topic_prefix": prefix}),
+            "s3": base.s3.model_copy(update={"key_prefix": prefix.replace(".", "/")}),
             "clickhouse": base.clickhouse.model_copy(
                 update={"dsn": __import__("pydantic").SecretStr(f"chdb://{tmp / 'chdb'}")}
             ),

@@ -1,6 +1,7 @@
 """Retention follows the workspace's current policy: shortening it purges calls already stored
-(keys shredded, so every sealed copy in Kafka is unreadable; rows deleted), and lengthening it
-revives nothing."""
+(objects deleted and verified by listing, rows deleted, keys shredded so every sealed copy in
+Kafka is unreadable), and lengthening it revives nothing. The invariant: after expiry nothing of
+the call exists anywhere, in any readable form."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from callvault.simulate import publish_records, simulated_calls
 from callvault.topics import Topics, ensure_topics
 from callvault.worker_process import wait_caught_up
 from schemas.codec import get_codec
+from sinks.objects import layout
+from sinks.objects.store import ObjectStore
 from streams.retention import expired_calls
 from tests.kafka_read import read_all
 from tests.streams.conftest import group_of, isolated_settings
-from tests.streams.test_sealing_slice import _all_topics, _chunk, _sealed
+from tests.streams.test_sealing_slice import _all_topics, _chunk, _sealed, _segment
 
 pytestmark = pytest.mark.integration
 
@@ -52,9 +55,9 @@ def test_expiry_is_judged_by_the_current_policy_and_region():
     assert expired_calls([legacy], eu7, region="eu", now=now - timedelta(days=2, hours=12)) == []
 
 
-async def _rows(settings, call_id: str) -> int:
+async def _rows(settings, call_id: str, table: str = "calls") -> int:
     res = await asyncio.to_thread(
-        query, settings, f"SELECT count() FROM callvault.calls WHERE call_id = '{call_id}'"
+        query, settings, f"SELECT count() FROM callvault.{table} WHERE call_id = '{call_id}'"
     )
     return int(res.rows[0][0])
 
@@ -70,13 +73,26 @@ async def test_shortening_retention_purges_stored_calls_and_lengthening_revives_
     old_events, recent_events = _aged(old, 20), _aged(recent, 2)
     await publish_records(settings, "ingest.metadata", "CallEvent", old_events + recent_events)
     old_start = old_events[0]["call_started_at"]
+    old_events[-1]["audio_chunks"] = {"CALLER": 1}
     await publish_records(
         settings, "ingest.audio", "AudioChunk", [_chunk(old.call_id, 0, started=old_start)]
     )
+    await publish_records(
+        settings, "ingest.transcript", "TranscriptSegment",
+        [_segment(old.call_id, "hello", started=old_start),
+         _segment(old.call_id, "A short call.", started=old_start, kind="SUMMARY")],
+    )  # fmt: skip
+    await publish_records(settings, "ingest.metadata", "CallEvent", old_events[-1:])
     worker = worker_factory(settings)
     await worker.wait_healthy()
     await wait_caught_up(settings, group_of(settings), _all_topics(settings), worker=worker)
     assert await _rows(settings, old.call_id) == 1 and await _rows(settings, recent.call_id) == 1
+    store = ObjectStore(settings)
+    call_prefix = layout.call_prefix("acme", old.call_id, old_start)
+    deadline = time.monotonic() + 60
+    while len(await store.list_objects(call_prefix)) < 4:  # recording, 2 documents, manifest
+        assert time.monotonic() < deadline, f"recording not stored:\n{worker.log_tail()}"
+        await asyncio.sleep(0.2)
 
     async with WorkspaceDirectory(settings) as d:
         await d.update("acme", retention_days=7)  # the 20-day-old call is now past retention
@@ -85,14 +101,43 @@ async def test_shortening_retention_purges_stored_calls_and_lengthening_revives_
         assert time.monotonic() < deadline, f"not purged:\n{worker.log_tail()}"
         await asyncio.sleep(0.2)
     assert await _rows(settings, recent.call_id) == 1  # within the new period: kept
+    # the invariant: no recording, document, manifest or staging left, no row in any table
+    deadline = time.monotonic() + 30
+    while await store.list_objects(call_prefix):
+        assert time.monotonic() < deadline, f"objects not purged:\n{worker.log_tail()}"
+        await asyncio.sleep(0.2)
+    assert await store.list_objects(layout.staging_prefix("acme", old.call_id)) == []
+    for table in ("calls", "call_events", "tool_invocations", "transcripts"):
+        assert await _rows(settings, old.call_id, table) == 0, table
+    rules = {r["ID"]: r for r in await store.get_lifecycle()}
+    mine = rules[f"cv:{store.namespace}recordings:acme"]
+    assert mine["Expiration"]["Days"] == 8  # 7 days, and the day the objects are grouped by
+    store.close()
 
     [(sealed, _)] = await _sealed(settings, "audio", "SealedAudioChunk")
+    segments = [s for s, _ in await _sealed(settings, "transcript", "SealedTranscriptSegment")]
+    numbers = [
+        m for m, _ in await _sealed(settings, "metadata", "SealedCallEvent")
+        if m["call_id"] == old.call_id and m["numbers_ciphertext"]
+    ]  # fmt: skip
     async with open_keys(settings) as keys:
         await keys.store.sync()
         with pytest.raises(KeyDestroyed):  # the year-long sealed topic holds only noise now
             await open_artifact(
                 keys.ring, sealed["ciphertext"], Aad("acme", old.call_id, "audio", "eu")
             )
+        for seg in segments:
+            kind = "summary" if seg["kind"] == "SUMMARY" else "transcript"
+            with pytest.raises(KeyDestroyed):
+                await open_artifact(
+                    keys.ring, seg["ciphertext"], Aad("acme", old.call_id, kind, "eu")
+                )
+        assert numbers
+        for m in numbers:
+            with pytest.raises(KeyDestroyed):
+                await open_artifact(
+                    keys.ring, m["numbers_ciphertext"], Aad("acme", old.call_id, "numbers", "eu")
+                )
         assert all(not r["destroyed"] for r in await keys.store.by_call("acme", recent.call_id))
 
         async with WorkspaceDirectory(settings) as d:
@@ -111,3 +156,10 @@ async def test_shortening_retention_purges_stored_calls_and_lengthening_revives_
     actions = {(a["action"], a["target"]) for a in audits}
     assert ("key.call.shred", f"call:{old.call_id}") in actions
     assert ("retention.purge", "workspace:acme") in actions
+    purges = [a for a in audits if a["action"] == "retention.purge"
+              and a["target"] == f"call:{old.call_id}"]  # fmt: skip
+    assert purges and purges[0]["details"]["objects"] == "4"
+    assert purges[0]["details"]["object_keys"].split() == sorted(
+        call_prefix + name for name in
+        ("manifest.json", "recording.mp3.cvs", "summary.json.cvs", "transcript.json.cvs")
+    )  # fmt: skip

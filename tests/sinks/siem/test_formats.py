@@ -136,7 +136,7 @@ def test_ocsf_fields() -> None:
     assert out["unmapped"] == {"details": {"why": "rbac"}, "region": "eu"}
     assert out["api"] == {"operation": "recording.decrypt"}
     key, value = formats.encode_ocsf(ev)
-    assert key == b"ws1" and json.loads(value) == out
+    assert key == ev["event_id"].encode() and json.loads(value) == out
 
 
 # Request bodies from Splunk's "HTTP Event Collector examples" / "Format events for HTTP Event
