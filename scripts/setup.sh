@@ -11,6 +11,7 @@ command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v sipp >/dev/null 2>&1 || need_apt+=(sip-tester)        # SIP peer for tests and demo
 command -v baresip >/dev/null 2>&1 || need_apt+=(baresip-core)  # TLS + SRTP SIP peer for tests
 command -v rsyslogd >/dev/null 2>&1 || need_apt+=(rsyslog rsyslog-gnutls)  # RFC 5425 syslog receiver for SIEM tests
+command -v mpg123 >/dev/null 2>&1 || need_apt+=(mpg123)  # an independent MP3 decoder: tests decode recordings
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} (apt)" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

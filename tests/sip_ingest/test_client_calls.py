@@ -55,6 +55,10 @@ async def test_srtp_siprec_call_records_both_legs_exactly(node_env: NodeEnv):
     }
     assert by_leg["CALLER"] == caller_audio
     assert by_leg["AGENT"] == agent_audio
+    # ENDED names how many chunks each leg published: the recorder's completeness check
+    assert ended["audio_chunks"] == {
+        leg: len([c for c in chunks if c["leg"] == leg]) for leg in ("CALLER", "AGENT")
+    }
     # every chunk carries the call's context for the processors (expiry, per-agent policy)
     assert {(c["call_started_at"], c["agent_id"], c["suppressed"]) for c in chunks} == {
         (ended["call_started_at"], "agent-9", False)
