@@ -36,11 +36,11 @@ ARTIFACT_FILES: Final[dict[Artifact, str]] = {
     "summary": "summary.json.cvs",
 }
 MANIFEST: Final = "manifest.json"
-_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._:@+-]{0,127}")
 
 
 def checked_id(value: str, what: str) -> str:
-    if not _ID.match(value) or ".." in value:
+    if not _ID.fullmatch(value) or ".." in value:
         raise SinkRejected(f"{what} {value[:80]!r} cannot be used in an object key")
     return value
 
