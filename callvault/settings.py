@@ -33,6 +33,7 @@ DEV_QUERY_TOKEN = "callvault-dev-query-token"  # noqa: S105
 DEV_HASH_PEPPER = "callvault-dev-hash-pepper"
 DEV_INGEST_TOKEN = "callvault-dev-ingest-token"  # noqa: S105
 DEV_NONCE_SECRET = "callvault-dev-nonce-secret"  # noqa: S105
+DEV_CLICKHOUSE_WORKSPACE_SECRET = "callvault-dev-clickhouse-workspace-secret"  # noqa: S105
 
 DEFAULT_REGIONS = ("eu", "na", "apac")
 
@@ -90,6 +91,9 @@ class ClickHouseSettings(BaseModel):
     #: a ClickHouse server. The DSN may carry a password, hence a secret.
     dsn: SecretStr | None = None
     database: str = "callvault"
+    #: With a server DSN, each workspace's own database user gets a password derived from this
+    #: (see sinks/clickhouse/isolation.py), so nothing per workspace has to be stored.
+    workspace_secret: SecretStr = SecretStr(DEV_CLICKHOUSE_WORKSPACE_SECRET)
 
     @field_validator("database")
     @classmethod
@@ -287,6 +291,8 @@ class DevStackSettings(BaseModel):
     weed_volume_port: int = Field(18080, ge=1, le=65535)
     weed_filer_port: int = Field(18888, ge=1, le=65535)
     weed_admin_port: int = Field(19646, ge=1, le=65535)
+    #: rsyslog's RFC 5425 (syslog over TLS) listener, the stack's SIEM receiver.
+    syslog_port: int = Field(16514, ge=1, le=65535)
     start_timeout_s: float = Field(90.0, gt=0)
 
 
@@ -338,6 +344,11 @@ class Settings(BaseSettings):
             ("hash_pepper", self.hash_pepper, DEV_HASH_PEPPER),
             ("ingest.api_token", self.ingest.api_token, DEV_INGEST_TOKEN),
             ("ingest.nonce_secret", self.ingest.nonce_secret, DEV_NONCE_SECRET),
+            (
+                "clickhouse.workspace_secret",
+                self.clickhouse.workspace_secret,
+                DEV_CLICKHOUSE_WORKSPACE_SECRET,
+            ),
         ):
             if value.get_secret_value() == dev:
                 raise ValueError(f"{key} still has the dev default; set it for production")

@@ -81,8 +81,9 @@ class Runtime:
         self.metrics = StreamMetrics()
         self.workspaces: CompactedView[WorkspacePolicy] = workspace_view(settings)
         self.clickhouse = ClickHouse(
-            settings.clickhouse_dsn, settings.clickhouse.database, isolated=True
-        )
+            settings.clickhouse_dsn, settings.clickhouse.database, isolated=True,
+            workspace_secret=settings.clickhouse.workspace_secret.get_secret_value().encode(),
+        )  # fmt: skip
         self.suppressed_calls = SuppressedCalls()
         #: this region's bucket (recordings, documents, staging); boto3 runs on threads
         self.objects = ObjectStore(settings)

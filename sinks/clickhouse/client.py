@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -51,6 +52,15 @@ def open_client(
     raise SinkRejected(f"unsupported ClickHouse DSN scheme in {dsn.split(':', 1)[0]!r}")
 
 
+def _query_and_close(client: Client, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+    try:
+        result = client.query(sql)
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+
+
 class ClickHouse:
     """A client plus the single thread it is driven from.
 
@@ -59,10 +69,15 @@ class ClickHouse:
     :mod:`sinks.clickhouse.isolation`); this handle itself is the admin scope.
     """
 
-    def __init__(self, dsn: str, database: str, *, isolated: bool = False) -> None:
+    def __init__(
+        self, dsn: str, database: str, *, isolated: bool = False,
+        workspace_secret: bytes | None = None,
+    ) -> None:  # fmt: skip
         self.database = database
         self._dsn = dsn
         self._isolated = isolated
+        self._workspace_secret = workspace_secret
+        self._provisioned: set[str] = set()
         self._config: Path | None = None
         self._client: Client | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clickhouse")
@@ -98,23 +113,48 @@ class ClickHouse:
         Refused (never run unscoped) where the engine cannot enforce it.
         """
         comment = isolation.scope_comment(workspace_id)
-        if not (self._isolated and self.embedded):
-            raise SinkRejected(
-                "workspace-scoped queries need the embedded engine's access config here; "
-                "per-workspace server users are not set up yet"
-            )
+        if not self.embedded:
+            return await self._query_as_workspace_user(workspace_id, sql)
+        if not self._isolated:
+            raise SinkRejected("workspace-scoped queries need the engine's access config")
 
         def _q(admin: Client) -> tuple[list[str], list[tuple[Any, ...]]]:
             scoped = open_client(
                 self._dsn, config_file=self._config,
                 settings={"log_comment": comment, "readonly": 1},
             )  # fmt: skip
-            try:
-                result = scoped.query(sql)
-                return list(result.column_names), [tuple(r) for r in result.result_rows]
-            finally:
-                with contextlib.suppress(Exception):
-                    scoped.close()
+            return _query_and_close(scoped, sql)
+
+        return await self.run(_q)
+
+    async def _query_as_workspace_user(
+        self, workspace_id: str, sql: str
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Server: connect as the workspace's own user (created on first use), whose grants and
+        row policies the server enforces (see :mod:`sinks.clickhouse.isolation`)."""
+        if self._workspace_secret is None:
+            raise SinkRejected(
+                "workspace-scoped queries on a server need clickhouse.workspace_secret"
+            )
+        password = isolation.server_password(self._workspace_secret, workspace_id)
+        url = urlsplit(self._dsn)
+        if workspace_id not in self._provisioned:
+            statements = isolation.server_statements(
+                self.database, workspace_id, password, unquote(url.username or "default")
+            )
+
+            def provision(admin: Client) -> None:
+                for statement in statements:
+                    admin.command(statement)
+
+            await self.run(provision)
+            self._provisioned.add(workspace_id)
+        host = url.hostname or "localhost"
+        netloc = f"{quote(isolation.server_user(workspace_id))}:{password}@{host}"
+        dsn = urlunsplit(url._replace(netloc=netloc + (f":{url.port}" if url.port else "")))
+
+        def _q(_admin: Client) -> tuple[list[str], list[tuple[Any, ...]]]:
+            return _query_and_close(open_client(dsn), sql)
 
         return await self.run(_q)
 

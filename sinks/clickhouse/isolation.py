@@ -18,13 +18,22 @@ rows or fail. An empty or unknown ``log_comment`` sees nothing (fail closed).
 ``log_comment`` carries the scope because chDB refuses custom settings; readonly protects it.
 What a scoped session can still see is table-level metadata in ``system.*`` (row counts, part
 sizes), never row contents. The file only applies to the first open of the engine in a process:
-:func:`verify` checks at start that it did. With a ClickHouse server the same contract is a
-database user and RESTRICTIVE row policies per workspace (not built yet: scoped queries are
-refused there rather than run unscoped).
+:func:`verify` checks at start that it did.
+
+With a ClickHouse server the same contract is a database user per workspace
+(:func:`server_statements`, run by the admin connection before the workspace's first scoped
+query): ``readonly = 1`` as a CONST setting, SELECT granted on the tenant tables only (so no table
+functions, no sources, no other databases), and a row policy per tenant table that shows it its
+own workspace's rows. Because any row policy on a table hides the table from users it does not
+name, the admin connection gets a ``USING 1`` policy of its own. The password is derived
+(HMAC-SHA256 of the workspace id under ``clickhouse.workspace_secret``), so every worker computes
+the same one and nothing has to be stored; the server keeps only its SHA-256.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from pathlib import Path
 
@@ -80,3 +89,39 @@ def verify_grants(grants: list[str]) -> None:
             "the embedded ClickHouse did not load Callvault's access config (another part of "
             f"this process opened it first?): grants are {grants}"
         )
+
+
+def server_user(workspace_id: str) -> str:
+    scope_comment(workspace_id)  # validates: only [a-z0-9_-], so safe in quotes and backticks
+    return f"cv_ws_{workspace_id}"
+
+
+def server_password(secret: bytes, workspace_id: str) -> str:
+    return hmac.new(secret, f"clickhouse-user:{workspace_id}".encode(), hashlib.sha256).hexdigest()
+
+
+def server_statements(
+    database: str, workspace_id: str, password: str, admin_user: str
+) -> list[str]:
+    """DDL that gives ``workspace_id`` its own read-only user confined to its rows. Idempotent:
+    re-running it converges the password and leaves existing grants and policies as they are."""
+    user = f"`{server_user(workspace_id)}`"
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{1,64}", admin_user):
+        raise SinkRejected(f"unexpected admin user name {admin_user!r}")
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    auth = f"IDENTIFIED WITH sha256_hash BY '{digest}'"
+    out = [
+        f"CREATE USER IF NOT EXISTS {user} {auth} "
+        "SETTINGS readonly = 1 CONST, allow_introspection_functions = 0 CONST",
+        f"ALTER USER {user} {auth}",
+    ]
+    for table in TENANT_TABLES:
+        target = f"{database}.{table}"
+        out += [
+            f"GRANT SELECT ON {target} TO {user}",
+            f"CREATE ROW POLICY IF NOT EXISTS {user} ON {target} FOR SELECT "
+            f"USING workspace_id = '{workspace_id}' AS PERMISSIVE TO {user}",
+            f"CREATE ROW POLICY IF NOT EXISTS `cv_admin` ON {target} FOR SELECT "
+            f"USING 1 AS PERMISSIVE TO `{admin_user}`",
+        ]
+    return out
