@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from callvault.cli.main import EXIT_REFUSED, main
-from callvault.devstack import kafka, seaweed, stack
+from callvault.devstack import kafka, rsyslog, seaweed, stack
 from callvault.devstack.common import port_in_use
 from callvault.devstack.process import ManagedProcess
 from callvault.errors import DevStackError
@@ -82,7 +82,7 @@ def isolated_settings(home: Path, **dev: object) -> Settings:
     # Everything below the ephemeral range (32768+ on Linux), where a port that is free now can
     # become the local end of some outgoing connection before the service binds it.
     taken: set[int] = set()
-    kafka_port, controller = _free_ports(2, low=23000, high=29999, taken=taken)
+    kafka_port, controller, syslog = _free_ports(3, low=23000, high=29999, taken=taken)
     s3, master, volume, filer, admin = _free_ports(
         5, low=20000, high=22700, grpc_offset=10000, taken=taken
     )
@@ -94,6 +94,7 @@ def isolated_settings(home: Path, **dev: object) -> Settings:
         "weed_volume_port": volume,
         "weed_filer_port": filer,
         "weed_admin_port": admin,
+        "syslog_port": syslog,
         "start_timeout_s": 60.0,
     }
     return load_settings(
@@ -255,6 +256,8 @@ def test_up_status_idempotent_up_down(tmp_path: Path) -> None:
         }
         weed_ports = {p for proto, _, p in _listening(pids["seaweedfs"]) if proto.startswith("tcp")}
         assert weed_ports == {p for _, p in seaweed.all_ports(settings)}
+        assert {p for *_, p in _listening(pids["rsyslog"])} == {settings.dev.syslog_port}
+        rsyslog.tls_handshake(settings.dev.syslog_port, settings.kafka_ca_file)  # verified TLS
 
         # One bucket per region, reachable with the configured credentials.
         client = seaweed.s3_client(settings)

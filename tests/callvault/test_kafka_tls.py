@@ -73,7 +73,8 @@ async def test_a_client_trusting_another_ca_refuses_the_broker(stack_settings, t
 def test_production_refuses_plaintext_kafka():
     with pytest.raises(SettingsError, match=r"kafka\.tls"):
         load_settings(
-            environment="production", kafka={"tls": False}, clickhouse={"dsn": "http://h:8123"},
+            environment="production", kafka={"tls": False},
+            clickhouse={"dsn": "http://h:8123", "workspace_secret": "w" * 32},
             hash_pepper="p" * 32, worker={"query_token": "q" * 32},
             ingest={"api_token": "a" * 32, "nonce_secret": "n" * 32},
             s3={"secret_key": "s" * 32},

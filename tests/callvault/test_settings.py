@@ -68,7 +68,7 @@ def test_settings_env_round_trips(monkeypatch):
 
 PRODUCTION_SECRETS = {
     "environment": "production",
-    "clickhouse": {"dsn": "http://h:8123"},
+    "clickhouse": {"dsn": "http://h:8123", "workspace_secret": "ch-ws-prod"},
     "s3": {"secret_key": "s3-prod"},
     "worker": {"query_token": "query-prod"},
     "hash_pepper": "pepper-prod",
