@@ -4,9 +4,9 @@ baseline measured in the same run.
     python bench/sinks.py [--stack test|dev] [--objects 100] [--calls 20] [--call-s 60]
                           [--ch-calls 5000] [--e2e-calls 50] [--e2e-call-s 10] [--no-e2e]
 
-Stack: the shared test stack by default (tests.conftest.load_test_settings: Kafka TLS and
-SeaweedFS S3); ``--stack dev`` uses the dev stack (`callvault dev up`, load_settings()) as
-bench/seal.py does. Every run writes under its own ``s3.key_prefix`` (``bench-<hex>/``) and deletes
+Stack: the dev stack by default (`callvault dev up`, load_settings()), as bench/seal.py;
+``--stack test`` uses the test stack (tests.conftest.load_test_settings: Kafka TLS and SeaweedFS
+S3) when it is up. Every run writes under its own ``s3.key_prefix`` (``bench-<hex>/``) and deletes
 what it wrote at the end; the end-to-end leg also gets its own topic prefix, home, chDB directory
 and web port (topics are left behind, as bench/seal.py leaves them).
 
@@ -631,7 +631,7 @@ def summary(res: dict[str, Any]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--stack", choices=("test", "dev"), default="test")
+    parser.add_argument("--stack", choices=("test", "dev"), default="dev")
     parser.add_argument("--objects", type=int, default=100, help="S3 objects per 1a line")
     parser.add_argument("--calls", type=int, default=20, help="calls finished in 1b")
     parser.add_argument("--call-s", type=int, default=60, help="seconds of audio per call in 1b")
