@@ -114,25 +114,41 @@ class Archiver:
 
     async def finish(self, workspace_id: str, call_id: str, *, now: datetime) -> Outcome:
         ws, call = workspace_id, call_id
-        ended = await self.staging.ended(ws, call)
         audio = await self.staging.objects(ws, call, "audio")
         transcript = await self.staging.objects(ws, call, "transcript")
-        scan = await self._scan(ws, call, audio)
+        try:
+            return await self._finish(ws, call, audio, transcript, now)
+        except KeyDestroyed:
+            # the call was erased or expired while staged: nothing of it may be written
+            await self.store.delete([o.key for o in audio + transcript])
+            await self.store.delete([layout.ended_key(ws, call)])
+            self._scans.pop((ws, call), None)
+            return Outcome("erased")
+
+    async def _finish(
+        self, ws: str, call: str, audio: list[ObjectInfo], transcript: list[ObjectInfo],
+        now: datetime,
+    ) -> Outcome:  # fmt: skip
+        ended = await self.staging.ended(ws, call)
         existing: dict[str, Any] | None = None
         if ended is None:
-            existing = await self._find_manifest(ws, call, audio, transcript, scan)
+            # finished before (a late segment or a replay), in progress, or orphaned: only the
+            # first staged object is read to tell, never a live call's whole audio
+            existing = await self._find_manifest(ws, call, audio, transcript)
             if existing is None:
                 if not audio and not transcript:
                     return Outcome("empty")
                 newest = max(o.last_modified for o in audio + transcript)
                 if now - newest < self.orphan_after:
                     return Outcome("in_progress")
+                scan = await self._scan(ws, call, audio)
                 ended = self._orphan(ws, call, scan, transcript, now)
                 log.warning("recording_orphan", workspace_id=ws, call_id=call)
             else:
                 ended = _ended_from_manifest(existing)
         else:
             existing = await self._manifest(ended)
+        scan = await self._scan(ws, call, audio)
         if existing is None and not self._complete(ended, scan, now):
             return Outcome("waiting")
         if existing is None and not audio and not transcript:
@@ -140,14 +156,7 @@ class Archiver:
             await self.store.delete([layout.ended_key(ws, call)])
             self._scans.pop((ws, call), None)
             return Outcome("empty")
-        try:
-            manifest, late = await self._write(ended, audio, transcript, scan, existing, now)
-        except KeyDestroyed:
-            # the call was erased or expired while staged: nothing of it may be written
-            await self.store.delete([o.key for o in audio + transcript])
-            await self.store.delete([layout.ended_key(ws, call)])
-            self._scans.pop((ws, call), None)
-            return Outcome("erased")
+        manifest, late = await self._write(ended, audio, transcript, scan, existing, now)
         await self.store.delete([o.key for o in audio + transcript] + [layout.ended_key(ws, call)])
         self._scans.pop((ws, call), None)
         return Outcome("amended" if existing else "finished", manifest, late)
@@ -188,16 +197,18 @@ class Archiver:
         return doc
 
     async def _find_manifest(
-        self, ws: str, call: str, audio: list[ObjectInfo], transcript: list[ObjectInfo],
-        scan: _CallScan,
-    ) -> dict[str, Any] | None:  # fmt: skip
+        self, ws: str, call: str, audio: list[ObjectInfo], transcript: list[ObjectInfo]
+    ) -> dict[str, Any] | None:
         """A finished call's manifest, looked up without its ENDED marker (gone once finished):
         the call's start is within a day of its first staged record."""
-        when = min((s.first_captured_at for s in scan.objects.values() if s.first_captured_at),
-                   default=None)  # fmt: skip
-        if when is None and transcript:
-            first = await self._segments(ws, call, transcript[:1])
-            when = min((s["started_at"] for s in first), default=None)
+        when: datetime | None = None
+        if audio:
+            first = await self.staging.records(audio[0].key)
+            when = min((self._codec.decode("SealedAudioChunk", r)["captured_at"] for r in first),
+                       default=None)  # fmt: skip
+        elif transcript:
+            segments = await self._segments(ws, call, transcript[:1])
+            when = min((s["started_at"] for s in segments), default=None)
         if when is None:
             return None
         for delta in (0, -1, 1):

@@ -222,4 +222,16 @@ async def test_finishing_again_reuses_the_recording_written_once(slice_settings,
         assert await store.get(rec_key) == body1
         assert out3.manifest["artifacts"]["recording"] == out1.manifest["artifacts"]["recording"]
         assert list((tmp_path / "rec").iterdir()) == []  # no temp file left behind
+
+        # erased while staged (retention or an erasure request shredded the key): nothing of
+        # it is written, and what was staged is deleted
+        await store.delete_prefix(layout.call_prefix("acme", call_id, started))
+        await stage_all()
+        await keys.ring.shred_call("acme", call_id)
+        out4 = await Archiver(store, _Keys(), tmp_dir=tmp_path / "rec").finish(
+            "acme", call_id, now=datetime.now(UTC)
+        )
+        assert out4.status == "erased"
+        assert await store.list_objects(layout.call_prefix("acme", call_id, started)) == []
+        assert await store.list_objects(layout.staging_prefix("acme", call_id)) == []
     store.close()
