@@ -32,6 +32,7 @@ TEST_PORTS = {
     "weed_volume_port": 21335,
     "weed_filer_port": 21336,
     "weed_admin_port": 21337,
+    "syslog_port": 21514,
 }
 
 

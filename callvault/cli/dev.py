@@ -1,4 +1,4 @@
-"""``callvault dev``: the local dev stack (Kafka KRaft + SeaweedFS S3 on 127.0.0.1).
+"""``callvault dev``: the local dev stack (Kafka KRaft, SeaweedFS S3, rsyslog on 127.0.0.1).
 
 The stack lives under ``$CALLVAULT_HOME`` (default ``~/.callvault``): one directory per service
 with its pid file, log, generated config and data. ``down`` stops only what ``up`` started there.
@@ -19,12 +19,13 @@ _JSON_HELP = "Print JSON: one object per service (state, pid, endpoint, data_dir
 
 @click.group()
 def dev() -> None:
-    """Run the local dev stack: Apache Kafka (KRaft) and SeaweedFS S3, on 127.0.0.1.
+    """Run the local dev stack: Apache Kafka (KRaft), SeaweedFS S3 and rsyslog, on 127.0.0.1.
 
+    rsyslog is the SIEM stand-in: syslog over TLS (RFC 5425) into <home>/rsyslog/messages.log.
     State lives under CALLVAULT_HOME (default ~/.callvault); ports come from the dev.* settings
-    (CALLVAULT_DEV__KAFKA_PORT, CALLVAULT_DEV__S3_PORT, ...). Kafka jars are fetched once with
-    Maven into the cache dir. ClickHouse is reported but not started: the default is an embedded
-    chDB directory owned by the stream worker.
+    (CALLVAULT_DEV__KAFKA_PORT, CALLVAULT_DEV__S3_PORT, CALLVAULT_DEV__SYSLOG_PORT, ...). Kafka
+    jars are fetched once with Maven into the cache dir. ClickHouse is reported but not started:
+    the default is an embedded chDB directory owned by the stream worker.
     """
 
 

@@ -1,4 +1,5 @@
-"""The local dev stack the project starts itself: Kafka (KRaft) and SeaweedFS (S3) on loopback.
+"""The local dev stack the project starts itself: Kafka (KRaft), SeaweedFS (S3)
+and rsyslog (syslog over TLS, the SIEM stand-in) on loopback.
 
 ``callvault dev up | down | status`` is the user-facing side (:mod:`callvault.cli.dev`); the
 orchestration is :mod:`callvault.devstack.stack`. Every service is a pid-file managed background

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from callvault.devstack import kafka, seaweed
+from callvault.devstack import kafka, rsyslog, seaweed
 from callvault.devstack.common import (
     Progress,
     ServiceStatus,
@@ -66,10 +66,11 @@ class _Service(Protocol):
     def status(self, settings: Settings, detail: str = ...) -> ServiceStatus: ...
 
 
-#: Start order. SeaweedFS first: it spawns instantly, so its boot overlaps Kafka's preparation.
-_START_ORDER: tuple[_Service, ...] = (seaweed, kafka)
+#: Start order. SeaweedFS and rsyslog first: they spawn instantly, so their boot overlaps Kafka's
+#: preparation.
+_START_ORDER: tuple[_Service, ...] = (seaweed, rsyslog, kafka)
 #: Report order.
-_REPORT_ORDER: tuple[_Service, ...] = (kafka, seaweed)
+_REPORT_ORDER: tuple[_Service, ...] = (kafka, seaweed, rsyslog)
 #: The services the stack starts and stops (ClickHouse is only reported).
 SERVICE_NAMES: tuple[str, ...] = tuple(s.NAME for s in _REPORT_ORDER)
 #: Name of the status row of the master key (a file or a KMS key, not a service).
@@ -134,7 +135,7 @@ def down(
 ) -> list[ServiceStatus]:
     """Stop the services whose pid files live under ``settings.home``; others are untouched.
 
-    ``only`` limits it to the named services (``"kafka"``, ``"seaweedfs"``).
+    ``only`` limits it to the named services (``"kafka"``, ``"seaweedfs"``, ``"rsyslog"``).
     """
     if only is not None:
         unknown = set(only) - set(SERVICE_NAMES)
