@@ -10,6 +10,7 @@ How delivery is kept honest on top of faust (see DESIGN.md for the upstream bugs
   acknowledge in a ``finally`` even when the handler was cancelled mid-write;
 - values are raw bytes, decoded by our codec, so undecodable input becomes a dead letter instead
   of a faust deserialisation crash;
+- ``stream_wait_empty=False``: stopping never waits for a batch stuck retrying a store outage;
 - topics are created by ``callvault topics ensure``; faust may not declare any, and the leader
   topic is disabled, so the broker's ``auto.create.topics.enable=false`` holds.
 """
@@ -92,6 +93,10 @@ def faust_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "key_serializer": "raw",
         "value_serializer": "raw",
         "processing_guarantee": "at_least_once",
+        # On stop or rebalance, do not wait for in-flight batches: a sink retrying through an
+        # outage never finishes, and faust would wait until the process is killed. Nothing is
+        # lost by not waiting: an unfinished batch was never acknowledged and is consumed again.
+        "stream_wait_empty": False,
         "topic_allow_declare": False,
         "topic_disable_leader": True,
         "consumer_auto_offset_reset": "earliest",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,17 +104,33 @@ def _alive(pid: int) -> bool:
 
 #: Topic prefixes the tests give their isolated settings: one letter, 10 hex digits, a dot.
 _TEST_PREFIX = re.compile(r"^[a-z][0-9a-f]{10}\.")
+#: The prefixes handed out in *this* session: only their topics are dropped, never those of
+#: another pytest session sharing the broker (its tests would lose their topics mid-run).
+_MY_PREFIXES: set[str] = set()
+
+
+def topic_prefix(letter: str = "t") -> str:
+    """A fresh per-test topic prefix (one letter, 10 hex digits, a dot), dropped after the test."""
+    prefix = f"{letter}{uuid.uuid4().hex[:10]}."
+    _MY_PREFIXES.add(prefix)
+    return prefix
 
 
 async def _drop_prefixed_topics(settings: Settings) -> None:
     from callvault.topics import admin_client
 
+    mine = set(_MY_PREFIXES)
     admin = admin_client(settings)
     await admin.start()
     try:
-        doomed = [t for t in await admin.list_topics() if _TEST_PREFIX.match(t)]
+        doomed = [
+            t
+            for t in await admin.list_topics()
+            if (m := _TEST_PREFIX.match(t)) is not None and m.group(0) in mine
+        ]
         for i in range(0, len(doomed), 200):
             await admin.delete_topics(doomed[i : i + 200])
+        _MY_PREFIXES.difference_update(mine)
     finally:
         await admin.close()
 

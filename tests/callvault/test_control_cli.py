@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import uuid
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -15,13 +14,14 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from callvault.control.workspaces import WorkspaceDirectory, workspace_view
 from callvault.settings import Settings, settings_env
 from callvault.topics import Topics, admin_client, describe_topic_configs, ensure_topics
+from tests.conftest import topic_prefix
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def settings(stack_settings: Settings, tmp_path) -> Settings:
-    prefix = f"c{uuid.uuid4().hex[:10]}."
+    prefix = topic_prefix("c")
     return stack_settings.model_copy(
         update={
             "home": tmp_path,

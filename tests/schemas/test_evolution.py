@@ -498,7 +498,9 @@ def _add_field(schema_dir: Path, name: str, field: dict[str, Any]) -> None:
     path.write_text(json.dumps(schema, indent=2))
 
 
-def test_a_compatible_change_reads_old_data_and_is_frozen_as_the_next_version(schema_copy: Path) -> None:
+def test_a_compatible_change_reads_old_data_and_is_frozen_as_the_next_version(
+    schema_copy: Path,
+) -> None:
     _add_field(
         schema_copy,
         "CallEvent",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -13,11 +12,12 @@ from callvault.settings import Settings
 from callvault.topics import ensure_topics
 from callvault.worker_process import WorkerProcess
 from streams.app import app_id
+from tests.conftest import topic_prefix
 from tests.ports import free_port
 
 
 def isolated_settings(base: Settings, tmp: Path, **worker: object) -> Settings:
-    prefix = f"t{uuid.uuid4().hex[:10]}."
+    prefix = topic_prefix("t")
     return base.model_copy(
         update={
             "home": tmp / "home",

@@ -3,20 +3,20 @@ the topics the key store needs (creating all of them per test costs the broker f
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
 from schemas.codec import get_codec
+from tests.conftest import topic_prefix
 from tests.kafka_read import read_all
 
 KEY_TOPICS = ("control.keys", "control.workspaces", "audit.events")
 
 
 def key_settings(base: Settings, tmp: Path) -> Settings:
-    prefix = f"k{uuid.uuid4().hex[:10]}."
+    prefix = topic_prefix("k")
     return base.model_copy(
         update={
             "home": tmp / "home",

@@ -7,7 +7,6 @@ import asyncio
 import os
 import signal
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ from callvault.devstack import kafka as devkafka
 from callvault.errors import DevStackError
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
+from tests.conftest import topic_prefix
 from tests.ports import free_port
 
 INGEST_TOPICS = ("ingest.audio", "ingest.metadata", "ingest.transcript")
@@ -24,7 +24,7 @@ INGEST_TOPICS = ("ingest.audio", "ingest.metadata", "ingest.transcript")
 
 def ingest_settings(base: Settings, tmp: Path, **ingest: Any) -> Settings:
     """Own topic prefix, own home and journal directory; ``ingest`` overrides IngestSettings."""
-    prefix = f"t{uuid.uuid4().hex[:10]}."
+    prefix = topic_prefix("t")
     return base.model_copy(
         update={
             "home": tmp / "home",
