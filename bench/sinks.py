@@ -125,7 +125,9 @@ def isolated(base: Settings, tmp: Path, poll_s: float) -> Settings:
     return with_key_prefix(base).model_copy(
         update={
             "home": tmp / "home",
-            "kafka": base.kafka.model_copy(update={"topic_prefix": f"bs{tag}."}),
+            "kafka": base.kafka.model_copy(
+                update={"topic_prefix": f"bs{tag}.", "ca_file": base.kafka_ca_file}
+            ),
             "clickhouse": base.clickhouse.model_copy(
                 update={"dsn": SecretStr(f"chdb://{tmp / 'chdb'}")}
             ),
