@@ -27,7 +27,9 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -48,7 +50,8 @@ from sinks.recordings.staging import EndedCall, Staging, unframe
 
 log = structlog.get_logger(__name__)
 
-FORMAT = "cvs1"  # callvault.crypto.segmented, version 1
+FORMAT = "cvs1"
+_FETCH_AHEAD = 8  # callvault.crypto.segmented, version 1
 Status = Literal["finished", "amended", "waiting", "in_progress", "erased", "empty"]
 
 
@@ -167,17 +170,19 @@ class Archiver:
         """Pass one over new staged audio objects: which chunks are there (cached per call, so
         a call waiting for its last chunks downloads each object once)."""
         cached = self._scans.setdefault((ws, call), _CallScan())
-        for obj in audio:
-            if obj.key in cached.objects:
-                continue
-            chunks, key_ids, first, expires = [], set(), None, None
-            for raw in await self.staging.records(obj.key):
-                rec = self._codec.decode("SealedAudioChunk", raw)
-                chunks.append((rec["leg"], rec["seq"]))
-                key_ids.add(peek_key_id(rec["ciphertext"]))
-                first = min(first, rec["captured_at"]) if first else rec["captured_at"]
-                expires = rec["expires_at"]
-            cached.objects[obj.key] = _Scan(chunks, key_ids, first, expires)
+        new = [obj.key for obj in audio if obj.key not in cached.objects]
+        for i in range(0, len(new), _FETCH_AHEAD):  # small objects: fetched side by side
+            batch = new[i : i + _FETCH_AHEAD]
+            bodies = await asyncio.gather(*(self.staging.records(key) for key in batch))
+            for key, records in zip(batch, bodies, strict=True):
+                chunks, key_ids, first, expires = [], set(), None, None
+                for raw in records:
+                    rec = self._codec.decode("SealedAudioChunk", raw)
+                    chunks.append((rec["leg"], rec["seq"]))
+                    key_ids.add(peek_key_id(rec["ciphertext"]))
+                    first = min(first, rec["captured_at"]) if first else rec["captured_at"]
+                    expires = rec["expires_at"]
+                cached.objects[key] = _Scan(chunks, key_ids, first, expires)
         return cached
 
     def _complete(self, ended: EndedCall, scan: _CallScan, now: datetime) -> bool:
@@ -340,8 +345,8 @@ class Archiver:
                 size += len(sealed)
                 out.write(sealed)
 
-            for obj_key in keys:
-                for raw in unframe(self.store.get_blocking(obj_key)):
+            for body in _prefetched(self.store.get_blocking, keys):
+                for raw in unframe(body):
                     rec = self._codec.decode("SealedAudioChunk", raw)
                     aad = Aad(ws, call, "audio", rec["region"])
                     rec["payload"] = unseal(chunk_keys.__getitem__, rec["ciphertext"], aad)
@@ -421,6 +426,19 @@ class Archiver:
         plaintext = b"".join(decrypt_stream(key, [body], _document_aad(ended, artifact)))
         segments: list[dict[str, Any]] = json.loads(plaintext)["segments"]
         return [{**s, "artifact": artifact} for s in segments]
+
+
+def _prefetched(fetch: Callable[[str], bytes], keys: list[str]) -> Iterator[bytes]:
+    """``fetch(key)`` for each key, in order, with up to ``_FETCH_AHEAD`` requests in flight:
+    the round trips overlap while memory stays at a few small objects."""
+    with ThreadPoolExecutor(max_workers=_FETCH_AHEAD, thread_name_prefix="staged-get") as pool:
+        pending: deque[Future[bytes]] = deque()
+        for key in keys:
+            pending.append(pool.submit(fetch, key))
+            if len(pending) >= _FETCH_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def _document_aad(ended: EndedCall, artifact: Artifact) -> Aad:
