@@ -7,6 +7,7 @@ import asyncio
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
@@ -32,9 +33,11 @@ def settings(stack_settings: Settings, tmp_path) -> Settings:
 
 def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **settings_env(settings)}
+    # this interpreter's callvault, never whichever one happens to be first on PATH
     return subprocess.run(
-        ["callvault", *args], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
+        [sys.executable, "-m", "callvault", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
 
 
 def test_topics_ensure_creates_verifies_and_restores_drift(settings):
