@@ -413,23 +413,13 @@ def stop(settings: Settings) -> int | None:
 
 
 def status(settings: Settings, detail: str = "") -> ServiceStatus:
-    proc = process(settings)
-    pid = proc.pid()
-    meta = proc.meta() if pid is not None else {}
-    port = meta.get("kafka_port", settings.dev.kafka_port)
-    version = meta.get("kafka_version", settings.dev.kafka_version)
-    if not detail:
-        if pid is not None:
-            detail = f"Kafka {version}, KRaft single node"
-        elif proc.has_stale_pid_file():
-            detail = "exited without `dev down` (stale pid file); see the log"
-    return ServiceStatus(
-        name=NAME,
-        state="running" if pid is not None else "stopped",
-        endpoint=f"{LOOPBACK}:{port}",
-        pid=pid,
+    return process(settings).status(
+        NAME,
+        endpoint=lambda m: f"{LOOPBACK}:{m.get('kafka_port', settings.dev.kafka_port)}",
         data_dir=data_dir(settings),
-        log_path=proc.log_file,
+        running=lambda m: (
+            f"Kafka {m.get('kafka_version', settings.dev.kafka_version)}, KRaft single node"
+        ),
         detail=detail,
     )
 

@@ -20,11 +20,12 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callvault.devstack.common import ServiceStatus
 from callvault.errors import DevStackError
 
 #: Children started by this interpreter, so they can be reaped (no zombies, no ResourceWarning).
@@ -116,6 +117,34 @@ class ManagedProcess:
             meta = record.get("meta")
             return dict(meta) if isinstance(meta, dict) else {}
         return {}
+
+    def status(
+        self,
+        name: str,
+        *,
+        endpoint: Callable[[dict[str, Any]], str],
+        data_dir: Path,
+        running: Callable[[dict[str, Any]], str],
+        detail: str = "",
+    ) -> ServiceStatus:
+        """A ``dev status`` row; ``endpoint`` and ``running`` read the start-time metadata (the
+        ports the process was really started with, not what the settings say now)."""
+        pid = self.pid()
+        meta = self.meta() if pid is not None else {}
+        if not detail:
+            if pid is not None:
+                detail = running(meta)
+            elif self.has_stale_pid_file():
+                detail = "exited without `dev down` (stale pid file); see the log"
+        return ServiceStatus(
+            name=name,
+            state="running" if pid is not None else "stopped",
+            endpoint=endpoint(meta),
+            pid=pid,
+            data_dir=data_dir,
+            log_path=self.log_file,
+            detail=detail,
+        )
 
     def exit_status(self, wait_s: float = 2.0) -> int | None:
         """Exit status of a process this interpreter started, once it has exited.

@@ -236,21 +236,10 @@ def stop(settings: Settings) -> int | None:
 
 
 def status(settings: Settings, detail: str = "") -> ServiceStatus:
-    proc = process(settings)
-    pid = proc.pid()
-    meta = proc.meta() if pid is not None else {}
-    port = meta.get("syslog_port", settings.dev.syslog_port)
-    if not detail:
-        if pid is not None:
-            detail = f"syslog over TLS (RFC 5425) into {messages_file(settings).name}"
-        elif proc.has_stale_pid_file():
-            detail = "exited without `dev down` (stale pid file); see the log"
-    return ServiceStatus(
-        name=NAME,
-        state="running" if pid is not None else "stopped",
-        endpoint=f"tls://{LOOPBACK}:{port}",
-        pid=pid,
+    return process(settings).status(
+        NAME,
+        endpoint=lambda m: f"tls://{LOOPBACK}:{m.get('syslog_port', settings.dev.syslog_port)}",
         data_dir=service_dir(settings),
-        log_path=proc.log_file,
+        running=lambda _m: f"syslog over TLS (RFC 5425) into {messages_file(settings).name}",
         detail=detail,
     )

@@ -244,24 +244,13 @@ def stop(settings: Settings) -> int | None:
 
 
 def status(settings: Settings, detail: str = "") -> ServiceStatus:
-    proc = process(settings)
-    pid = proc.pid()
-    meta = proc.meta() if pid is not None else {}
-    port = meta.get("s3_port", settings.dev.s3_port)
-    if not detail:
-        if pid is not None:
-            detail = (
-                f"S3 gateway; master :{meta.get('master_port')}, filer :{meta.get('filer_port')}"
-            )
-        elif proc.has_stale_pid_file():
-            detail = "exited without `dev down` (stale pid file); see the log"
-    return ServiceStatus(
-        name=NAME,
-        state="running" if pid is not None else "stopped",
-        endpoint=f"http://{LOOPBACK}:{port}",
-        pid=pid,
+    return process(settings).status(
+        NAME,
+        endpoint=lambda m: f"http://{LOOPBACK}:{m.get('s3_port', settings.dev.s3_port)}",
         data_dir=data_dir(settings),
-        log_path=proc.log_file,
+        running=lambda m: (
+            f"S3 gateway; master :{m.get('master_port')}, filer :{m.get('filer_port')}"
+        ),
         detail=detail,
     )
 
