@@ -281,6 +281,27 @@ class RecordingsSettings(BaseModel):
     part_size_mb: int = Field(8, ge=5, le=512)
 
 
+class AuditSettings(BaseModel):
+    """The audit chain (:mod:`callvault.audit_chain`): each region's worker hash-chains its
+    audit events into ``audit.chain.<region>`` and signs every entry with an Ed25519 key.
+
+    ``signing_key_file``: the private key (PEM, mode 0600), default
+    ``<home>/keys/audit-signing.pem`` (:attr:`Settings.audit_signing_key_file`); created on first
+    use outside production, in production a missing file is an error. ``public_key_file``: what
+    ``callvault audit verify`` checks signatures with, default the private key's path + ``.pub``
+    (:attr:`Settings.audit_public_key_file`); an auditor points it at their own pinned copy.
+    """
+
+    signing_key_file: Path | None = None
+    public_key_file: Path | None = None
+
+    @field_validator("signing_key_file", "public_key_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        # docker compose passes an unset variable through as "".
+        return None if isinstance(v, str) and not v.strip() else v
+
+
 class DevStackSettings(BaseModel):
     kafka_version: str = "4.1.1"
     kafka_port: int = Field(19092, ge=1, le=65535)
@@ -327,6 +348,7 @@ class Settings(BaseSettings):
     keys: KeysSettings = KeysSettings()
     siem: SiemSettings = SiemSettings()
     recordings: RecordingsSettings = RecordingsSettings()
+    audit: AuditSettings = AuditSettings()
 
     @model_validator(mode="after")
     def _region_known(self) -> Settings:
@@ -377,6 +399,17 @@ class Settings(BaseSettings):
     def master_key_file(self) -> Path:
         """The local master key file: ``keys.local_key_file``, else ``<home>/keys/master.json``."""
         return self.keys.local_key_file or self.home / "keys" / "master.json"
+
+    @property
+    def audit_signing_key_file(self) -> Path:
+        """``audit.signing_key_file``, else ``<home>/keys/audit-signing.pem``."""
+        return self.audit.signing_key_file or self.home / "keys" / "audit-signing.pem"
+
+    @property
+    def audit_public_key_file(self) -> Path:
+        """``audit.public_key_file``, else the signing key's path + ``.pub``."""
+        key = self.audit_signing_key_file
+        return self.audit.public_key_file or key.with_name(key.name + ".pub")
 
     @property
     def clickhouse_dsn(self) -> str:

@@ -62,6 +62,12 @@ class Topics:
             self._spec("sealed.audio", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("sealed.transcript", 3, {"retention.ms": str(sealed_ms)}),
             self._spec("audit.events", 1, {"retention.ms": str(audit_ms)}),
+            # each region's hash-chained, signed audit trail (streams/audit_chain.py): one
+            # partition, so the chain has one order
+            *(
+                self._spec(f"audit.chain.{region}", 1, {"retention.ms": str(audit_ms)})
+                for region in settings.regions
+            ),
             # the audit trail as OCSF JSON for SIEMs that read Kafka: an audit log like its source
             self._spec("siem.ocsf", 1, {"retention.ms": str(audit_ms)}),
             # content dead letters (audio, transcript) never hold the content: see streams
@@ -106,6 +112,10 @@ class Topics:
     @property
     def audit_events(self) -> str:
         return self.name("audit.events")
+
+    def audit_chain(self, region: str) -> str:
+        """``audit.chain.<region>``: that region's hash-chained, signed audit trail."""
+        return self.name(f"audit.chain.{region}")
 
     @property
     def siem_ocsf(self) -> str:

@@ -30,6 +30,7 @@ from callvault.settings import Settings
 from sinks.clickhouse.audit_log import AuditLogSink
 from sinks.clickhouse.transcripts import TranscriptsSink
 from sinks.recordings.staging import Staging
+from streams.audit_chain import AuditChainer
 from streams.processors import AnalyticsWriter
 from streams.recordings import CallEndStager, Finisher, RecordingStager
 from streams.retention import RetentionSweeper
@@ -163,6 +164,14 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         @app.on_before_shutdown.connect
         async def close_siem(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
             await siem.close()
+
+    # the hash-chained, signed trail of this region (audit.chain.<region>)
+    chainer = AuditChainer(rt)
+    sinks["audit.events"].append(chainer)
+
+    @app.on_before_shutdown.connect
+    async def close_chainer(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await chainer.close()
 
     # recordings, transcript and summary documents in this region's bucket
     if settings.recordings.enabled:

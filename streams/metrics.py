@@ -30,6 +30,12 @@ class StreamMetrics:
             ["stage", "reason"],
             registry=self.registry,
         )
+        self.records_skipped = Counter(
+            "callvault_records_skipped",
+            "Records a stage passes over on purpose (another region's audit events)",
+            ["stage", "reason"],
+            registry=self.registry,
+        )
         self.sink_retries = Counter(
             "callvault_sink_retries",
             "Retries of a durable write after a transient error",

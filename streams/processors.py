@@ -4,6 +4,7 @@ that, never before."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -20,6 +21,20 @@ from streams.retry import retry_transient
 from streams.runtime import Runtime
 
 DeadLetterFn = Callable[[EventT, str, Exception], Awaitable[Awaitable[Any]]]
+
+
+def another_regions_audit(rec: Mapping[str, Any], region: str) -> bool:
+    """``audit.events`` is one topic for every region (its events hold ids and counts, never
+    personal content). Each region's consumers take their own region's events and region-less
+    ones and pass over the rest: refusing them would emit a refusal event of this region, which
+    the other region would refuse in turn, forever."""
+    return rec.get("region") is not None and rec["region"] != region
+
+
+async def not_reported(_event: EventT, _reason: str, _exc: Exception) -> Awaitable[Any]:
+    """The dead-letter function of a stage whose bad input another stage on the same batch
+    already dead-letters: each bad record is reported once."""
+    return asyncio.sleep(0)
 
 
 async def decode_batch(
@@ -78,7 +93,8 @@ async def refuse_other_region(
 class AnalyticsWriter:
     """A sealed (or audit) topic -> a region-bound ClickHouse sink: ``sealed.metadata`` ->
     calls/call_events/tool_invocations, ``sealed.transcript`` -> transcripts, ``audit.events``
-    -> audit_log. Records of another region are refused, audited and dead-lettered."""
+    -> audit_log. Sealed records of another region are refused, audited and dead-lettered; audit
+    events of another region are passed over (see :func:`another_regions_audit`)."""
 
     def __init__(
         self, rt: Runtime, *, stage: str = "analytics.calls", schema: str = "SealedCallEvent",
@@ -94,6 +110,9 @@ class AnalyticsWriter:
         decoded, pending = await decode_batch(rt, self.stage, self.schema, events, self._dead)
         accepted: list[tuple[EventT, dict[str, Any]]] = []
         for event, rec in decoded:
+            if self.schema == "AuditEvent" and another_regions_audit(rec, self.sink.region):
+                rt.metrics.records_skipped.labels(self.stage, "other_region").inc()
+                continue
             try:
                 self.sink.add(rec)
                 accepted.append((event, rec))

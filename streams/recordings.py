@@ -32,7 +32,7 @@ from sinks.objects.store import ObjectStore
 from sinks.recordings.archive import Archiver
 from sinks.recordings.staging import EndedCall, Staging
 from streams.governance import utcnow
-from streams.processors import decode_batch, refuse_other_region
+from streams.processors import decode_batch, not_reported, refuse_other_region
 from streams.retry import retry_transient
 from streams.runtime import Runtime
 
@@ -153,7 +153,7 @@ class RecordingStager:
     async def handle(self, events: Sequence[EventT]) -> None:
         rt = self.rt
         started = time.perf_counter()
-        report = self._dead_letter if self.reports_bad_input else _not_reported
+        report = self._dead_letter if self.reports_bad_input else not_reported
         decoded, pending = await decode_batch(rt, self.stage, _SCHEMAS[self.stream], events, report)
         groups: dict[tuple[str, str], list[tuple[EventT, dict[str, Any]]]] = {}
         for event, rec in decoded:
@@ -195,11 +195,6 @@ class RecordingStager:
             event, stage=self.stage, reason=reason, error=exc,
             topic=self._dead_letter_topic, keep_value=False,
         )  # fmt: skip
-
-
-async def _not_reported(_event: EventT, _reason: str, _exc: Exception) -> Awaitable[Any]:
-    """For a stage whose bad input another stage on the same batch already dead-letters."""
-    return asyncio.sleep(0)
 
 
 async def _durably(rt: Runtime, stage: str, write: Callable[[], Awaitable[None]]) -> None:

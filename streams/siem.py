@@ -11,9 +11,9 @@ the offsets stay uncommitted — an outage delays events, it never loses one. A 
 ``deadletter.siem`` with the destination in its reason; the other records and destinations still
 get it. Re-delivered batches (after a crash or rebalance) reach every destination again.
 
-Residency: like the region's audit log, the fan-out forwards events of its own region and events
-without a region; an event of another region is dead-lettered (the audit-log writer on the same
-topic already audits the refusal).
+Region: like the region's audit log, the fan-out forwards events of its own region and events
+without a region, and passes over the others (their region's fan-out sends them; see
+:func:`streams.processors.another_regions_audit`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,12 @@ import structlog
 from faust.types import EventT
 
 from callvault.settings import SiemSettings
-from sinks.errors import ResidencyViolation, SinkError, SinkRejected
+from sinks.errors import SinkError, SinkRejected
 from sinks.siem.formats import encode_ocsf
 from sinks.siem.hec import HecSink
 from sinks.siem.retry import Backoff
 from sinks.siem.syslog import SyslogTlsSink, client_tls_context
-from streams.processors import decode_batch
+from streams.processors import another_regions_audit, decode_batch
 from streams.retry import retry_transient
 from streams.runtime import Runtime
 
@@ -127,13 +127,8 @@ class SiemFanout:
         )
         accepted: list[tuple[EventT, dict[str, Any]]] = []
         for event, rec in decoded:
-            region = rec.get("region")
-            if region is not None and region != rt.settings.region:
-                rt.metrics.cross_region.labels(rt.settings.region, region).inc()
-                refused = ResidencyViolation(
-                    f"audit event of region {region} reached the {rt.settings.region} SIEM fan-out"
-                )
-                pending.append(await self._dead_letter(event, "residency", refused))
+            if another_regions_audit(rec, rt.settings.region):  # that region's fan-out sends it
+                rt.metrics.records_skipped.labels(self.stage, "other_region").inc()
                 continue
             if self._ocsf:
                 try:

@@ -30,6 +30,7 @@ _COMMANDS: dict[str, str] = {
     "call": "callvault.cli.call:call",
     "tls": "callvault.cli.tls:tls",
     "keys": "callvault.cli.keys:keys",
+    "audit": "callvault.cli.audit:audit",
 }
 
 EXIT_REFUSED = 3

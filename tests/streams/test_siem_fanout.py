@@ -189,9 +189,10 @@ async def test_every_event_reaches_every_destination_and_bad_input_is_dead_lette
     assert set(ocsf) == {i.encode() for i in ids}
     assert all(rec["metadata"]["uid"] == key.decode() for key, rec in ocsf.items())
     dead = await dead_letters(rt.settings)
-    assert sorted(d["reason"].split(":")[0] for d in dead) == ["residency", "undecodable"]
+    # another region's event is passed over (its region's fan-out sends it), not refused
+    assert [d["reason"].split(":")[0] for d in dead] == ["undecodable"]
     assert {d["stage"] for d in dead} == {"siem.fanout"}
-    assert {d["offset"] for d in dead} == {6, 7}
+    assert {d["offset"] for d in dead} == {6}
     assert dead[0]["value"] in values  # kept byte for byte, so it can be replayed
 
 
