@@ -308,35 +308,43 @@ def _write_public(path: Path, key: Ed25519PublicKey) -> None:
     fsync_dir(path.parent)
 
 
+def create_signing_key_if_missing(path: Path) -> bool:
+    """Write a new Ed25519 signing key (PEM, 0600) unless one exists; True if this created it.
+    Race-safe: of two processes creating it at once, both end up using the one that won."""
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pem = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    tmp = write_private_tmp(path, pem)
+    try:
+        os.link(tmp, path)  # refuses to overwrite
+        fsync_dir(path.parent)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def signing_key(settings: Settings) -> Ed25519PrivateKey:
     """The audit signing key, created (0600, with its ``.pub``) on first use outside production.
 
-    In production a missing key is an error: a fresh key would sign a chain the auditors' pinned
-    public key does not accept.
+    In production a missing key is an error (``callvault keys init`` provisions it): a fresh key
+    made implicitly would sign a chain the auditors' pinned public key does not accept.
     """
     path = settings.audit_signing_key_file
     if not path.exists():
         if settings.environment == "production":
             raise AuditChainError(
                 f"audit signing key {path} does not exist; in production it is never created "
-                "implicitly: provision it (Ed25519 private key, PEM, mode 0600) and give "
-                "auditors its public key"
+                "implicitly: provision it with `callvault keys init` (or an Ed25519 private key, "
+                "PEM, mode 0600) and give auditors its public key"
             )
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        new = Ed25519PrivateKey.generate()
-        pem = new.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        tmp = write_private_tmp(path, pem)
-        try:
-            os.link(tmp, path)  # refuses to overwrite: two racing processes agree on one key
-            fsync_dir(path.parent)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink(missing_ok=True)
+        create_signing_key_if_missing(path)
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as exc:

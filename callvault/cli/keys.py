@@ -22,6 +22,7 @@ from callvault.control.keys import (
 )
 from callvault.crypto.keyring import KeyRecord, WorkspaceRotation
 from callvault.errors import ControlError
+from callvault.settings import Settings
 
 _SCOPE_ORDER = {"MASTER": 0, "WORKSPACE": 1, "CALL": 2}
 _IRREVERSIBLE = (
@@ -92,12 +93,31 @@ def init(ctx: click.Context, as_json: bool) -> None:
             "does not contain; restore that key file instead of creating a new one"
         )
     provider = LocalKeyFileProvider.create_if_missing(path)
+    audit_created, audit_key = _audit_signing_key(settings)
     out = {"provider": "local", "created": not existed, "location": str(path),
-           "master_key_id": provider.key_id}  # fmt: skip
+           "master_key_id": provider.key_id, **audit_key}  # fmt: skip
     if as_json:
         emit_json(out)
     else:
         click.echo(f"{'created' if not existed else 'present'}: {path} (master {provider.key_id})")
+        click.echo(
+            f"{'created' if audit_created else 'present'}: {audit_key['audit_signing_key']} "
+            f"(audit chain; give auditors {audit_key['audit_public_key']})"
+        )
+
+
+def _audit_signing_key(settings: Settings) -> tuple[bool, dict[str, str]]:
+    """The audit chain's Ed25519 key is provisioned here too, in every environment: production
+    workers never create it themselves (see callvault/audit_chain.py)."""
+    from callvault.audit_chain import create_signing_key_if_missing, public_key_id, signing_key
+
+    created = create_signing_key_if_missing(settings.audit_signing_key_file)
+    key = signing_key(settings)  # also writes the public key file beside it
+    return created, {
+        "audit_signing_key": str(settings.audit_signing_key_file),
+        "audit_public_key": str(settings.audit_public_key_file),
+        "audit_public_key_id": public_key_id(key.public_key()),
+    }
 
 
 @keys.command("list")

@@ -239,10 +239,17 @@ def test_keys_init_creates_once_and_refuses_to_replace_a_lost_master(
 ) -> None:
     path = settings.master_key_file
     code, out, _ = _cli(["keys", "init", "--json"], settings, monkeypatch, capsys)
-    assert code == 0 and json.loads(out)["created"] is True
+    first = json.loads(out)
+    assert code == 0 and first["created"] is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    # the audit chain's signing key is provisioned too (production workers never create it)
+    signing = Path(first["audit_signing_key"])
+    assert stat.S_IMODE(signing.stat().st_mode) == 0o600
+    assert Path(first["audit_public_key"]).exists()
     code, out, _ = _cli(["keys", "init", "--json"], settings, monkeypatch, capsys)
-    assert code == 0 and json.loads(out)["created"] is False  # idempotent
+    again = json.loads(out)
+    assert code == 0 and again["created"] is False  # idempotent
+    assert again["audit_public_key_id"] == first["audit_public_key_id"]
     _seed(settings)  # workspace keys now wrapped by this master
     path.unlink()  # the master key file is lost
     code, _, err = _cli(["keys", "init"], settings, monkeypatch, capsys)
