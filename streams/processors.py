@@ -109,9 +109,14 @@ class AnalyticsWriter:
         started = time.perf_counter()
         decoded, pending = await decode_batch(rt, self.stage, self.schema, events, self._dead)
         accepted: list[tuple[EventT, dict[str, Any]]] = []
+        erased = await self._erased_calls(decoded)
         for event, rec in decoded:
             if self.schema == "AuditEvent" and another_regions_audit(rec, self.sink.region):
                 rt.metrics.records_skipped.labels(self.stage, "other_region").inc()
+                continue
+            if (rec.get("workspace_id"), rec.get("call_id")) in erased:
+                # sealed before its call was shredded, consumed after: no row may come back
+                rt.metrics.content_dropped.labels(self.stage, "erased").inc()
                 continue
             try:
                 self.sink.add(rec)
@@ -138,6 +143,21 @@ class AnalyticsWriter:
         rt.metrics.records_out.labels(self.stage).inc(len(accepted))
         await rt.deliver(pending, self.stage)
         rt.metrics.batch_seconds.labels(self.stage).observe(time.perf_counter() - started)
+
+    async def _erased_calls(
+        self, decoded: Sequence[tuple[EventT, Mapping[str, Any]]]
+    ) -> set[tuple[str, str]]:
+        """Calls of this batch whose keys were shredded (expired or erased); from the live key
+        view, no I/O. Audit events carry no call."""
+        if self.schema == "AuditEvent":
+            return set()
+        calls = {(rec["workspace_id"], rec["call_id"]) for _, rec in decoded}
+        out = set()
+        for ws, call in calls:
+            records = await self.rt.keys.store.by_call(ws, call)
+            if any(r["scope"] == "CALL" and r["destroyed"] for r in records):
+                out.add((ws, call))
+        return out
 
     async def _dead(self, event: EventT, reason: str, exc: Exception) -> Awaitable[Any]:
         return await self.rt.dead_letter(event, stage=self.stage, reason=reason, error=exc)

@@ -20,6 +20,7 @@ be opened by a second process) and already holds live views of policies and keys
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,8 +120,13 @@ class RetentionSweeper:
 
     TABLES = ("calls", "call_events", "tool_invocations", "transcripts")
 
+    #: How long a purged call's rows are looked for again: a sealed record consumed late (sealed
+    #: before the shred, written after the delete) must not leave a row behind.
+    RECHECK_S = 3600.0
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        self._purged: dict[tuple[str, str], float] = {}
 
     async def sweep(self, now: datetime | None = None) -> SweepReport:
         rt = self.rt
@@ -132,7 +138,9 @@ class RetentionSweeper:
             await rt.keys.store.records(), policies, region=rt.settings.region, now=now
         )
         report = SweepReport(calls_expired=len(expired))
+        horizon = time.monotonic() + self.RECHECK_S
         for call in expired:
+            self._purged[(call.workspace_id, call.call_id)] = horizon
             # objects first, keys last: a failed delete leaves the key live, so the next pass
             # finds the call again (a shredded call is never listed as expired again)
             deleted = await self._delete_objects(call)
@@ -144,7 +152,7 @@ class RetentionSweeper:
         for ws, policy in policies.items():
             if policy.region == rt.settings.region and not policy.deleted:
                 cutoff = now - timedelta(days=policy.retention_days)
-                await self._delete_rows(ws, cutoff, report)
+                await self._delete_rows(ws, cutoff, report, self._recently_purged(ws))
                 report.objects_deleted += await self._delete_days_before(ws, cutoff)
         await self._lifecycle(policies)
         if report.calls_expired or report.rows_deleted:
@@ -222,7 +230,17 @@ class RetentionSweeper:
         )  # fmt: skip
         await (await self.rt.audit(event))
 
-    async def _delete_rows(self, workspace_id: str, cutoff: datetime, report: SweepReport) -> None:
+    def _recently_purged(self, workspace_id: str) -> set[str]:
+        now = time.monotonic()
+        for key in [k for k, until in self._purged.items() if until < now]:
+            del self._purged[key]
+        return {call for ws, call in self._purged if ws == workspace_id}
+
+    async def _delete_rows(
+        self, workspace_id: str, cutoff: datetime, report: SweepReport, purged: set[str]
+    ) -> None:
+        """Rows of calls past ``cutoff`` (found by the calls table) and of calls purged lately
+        (whose calls row may be gone while a late row of another table arrived)."""
         db = self.rt.settings.clickhouse.database
         params = {"ws": workspace_id, "cutoff": cutoff.replace(tzinfo=None)}
         _, rows = await self.rt.clickhouse.query(
@@ -231,7 +249,7 @@ class RetentionSweeper:
             "AND call_started_at < {cutoff:DateTime64(3)}",
             parameters=params,
         )
-        ids = sorted({r[0] for r in rows})
+        ids = sorted({r[0] for r in rows} | purged)
         if not ids:
             return
         deleted: dict[str, int] = {}
@@ -241,12 +259,16 @@ class RetentionSweeper:
                 f"SELECT count() FROM {db}.{table} WHERE {where}",  # noqa: S608
                 parameters={"ws": workspace_id, "ids": ids},
             )
+            if not int(counted[0][0]):
+                continue
             await self.rt.clickhouse.command(
                 f"ALTER TABLE {db}.{table} DELETE WHERE {where}",
                 parameters={"ws": workspace_id, "ids": ids},
                 settings={"mutations_sync": 1},
             )
             deleted[table] = int(counted[0][0])
+        if not deleted:
+            return
         for table, n in deleted.items():
             report.rows_deleted[table] = report.rows_deleted.get(table, 0) + n
         event = audit_event(
