@@ -34,3 +34,12 @@ class KafkaUnavailable(CallvaultError):
     """The broker could not be reached or refused a metadata/admin request."""
 
     retriable = True
+
+
+class PermissionDenied(ControlError):
+    """An authenticated principal lacks a permission in a workspace (wrong role, wrong workspace);
+    the message names who, what and where."""
+
+
+class AuthenticationFailed(ControlError):
+    """A presented API token is malformed, unknown, revoked, expired, or its user is disabled."""

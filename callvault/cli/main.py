@@ -31,6 +31,12 @@ _COMMANDS: dict[str, str] = {
     "tls": "callvault.cli.tls:tls",
     "keys": "callvault.cli.keys:keys",
     "audit": "callvault.cli.audit:audit",
+    "login": "callvault.cli.auth:login",
+    "logout": "callvault.cli.auth:logout",
+    "whoami": "callvault.cli.auth:whoami",
+    "user": "callvault.cli.identity:user",
+    "token": "callvault.cli.identity:token",
+    "role": "callvault.cli.identity:role",
 }
 
 EXIT_REFUSED = 3

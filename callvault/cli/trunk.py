@@ -1,13 +1,32 @@
-"""``callvault trunk``: SIP trunk credentials (issue, rotate, revoke, list)."""
+"""``callvault trunk``: SIP trunk credentials (issue, rotate, revoke, list).
+
+With an API token (``callvault login`` or ``$CALLVAULT_TOKEN``) create, rotate and revoke need
+``trunks.manage`` in the trunk's workspace and are audited as that user; without one the CLI is
+the local operator, as before identities existed (see :mod:`callvault.cli.auth`).
+"""
 
 from __future__ import annotations
 
 import click
 
 from callvault.cli.asyncrun import run
+from callvault.cli.auth import authorize, presented_token
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, emit_table, json_option
+from callvault.control.rbac import Permission
 from callvault.control.trunks import IssuedCredential, TrunkCredential, TrunkDirectory
+from callvault.settings import Settings
+
+
+async def _acting_user(settings: Settings, trunk_id: str, action: str) -> str | None:
+    """The token's user after checking trunks.manage in TRUNK_ID's workspace; None without a
+    token (the local operator)."""
+    if presented_token(settings) is None:
+        return None
+    async with TrunkDirectory(settings) as d:
+        workspace_id = d.active(trunk_id).workspace_id
+    principal = await authorize(settings, workspace_id, Permission.TRUNKS_MANAGE, action=action)
+    return principal.user_id if principal else None
 
 
 def _show_issued(issued: IssuedCredential, as_json: bool) -> None:
@@ -41,7 +60,11 @@ def create(ctx: click.Context, trunk_id: str, workspace_id: str, as_json: bool) 
     settings = get_settings(ctx)
 
     async def go() -> IssuedCredential:
-        async with TrunkDirectory(settings) as d:
+        principal = await authorize(
+            settings, workspace_id, Permission.TRUNKS_MANAGE, action="trunk.credential.issue"
+        )
+        actor = principal.user_id if principal else None
+        async with TrunkDirectory(settings, actor=actor) as d:
             return await d.create(workspace_id, trunk_id)
 
     _show_issued(run(go()), as_json)
@@ -56,7 +79,8 @@ def rotate(ctx: click.Context, trunk_id: str, as_json: bool) -> None:
     settings = get_settings(ctx)
 
     async def go() -> IssuedCredential:
-        async with TrunkDirectory(settings) as d:
+        actor = await _acting_user(settings, trunk_id, "trunk.credential.rotate")
+        async with TrunkDirectory(settings, actor=actor) as d:
             return await d.rotate(trunk_id)
 
     _show_issued(run(go()), as_json)
@@ -71,7 +95,8 @@ def revoke(ctx: click.Context, trunk_id: str, as_json: bool) -> None:
     settings = get_settings(ctx)
 
     async def go() -> TrunkCredential:
-        async with TrunkDirectory(settings) as d:
+        actor = await _acting_user(settings, trunk_id, "trunk.credential.revoke")
+        async with TrunkDirectory(settings, actor=actor) as d:
             return await d.revoke(trunk_id)
 
     cred = run(go())
