@@ -31,6 +31,8 @@ _COMMANDS: dict[str, str] = {
     "tls": "callvault.cli.tls:tls",
     "keys": "callvault.cli.keys:keys",
     "audit": "callvault.cli.audit:audit",
+    "recordings": "callvault.cli.recordings:recordings",
+    "transcripts": "callvault.cli.recordings:transcripts",
     "login": "callvault.cli.auth:login",
     "logout": "callvault.cli.auth:logout",
     "whoami": "callvault.cli.auth:whoami",

@@ -4,7 +4,6 @@ denials (wrong role, wrong workspace, revoked token), login/logout and their aud
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import stat
 from pathlib import Path
@@ -13,10 +12,10 @@ from typing import Any
 import pytest
 
 from callvault.cli.auth import TOKEN_ENV, authorize, credentials_file
-from callvault.cli.main import EXIT_REFUSED, main
+from callvault.cli.main import EXIT_REFUSED
 from callvault.control.workspaces import WorkspaceDirectory
 from callvault.errors import PermissionDenied
-from callvault.settings import Settings, settings_env
+from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
 from tests.callvault.control.keyenv import audit_events
 from tests.conftest import topic_prefix
@@ -44,29 +43,6 @@ def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
 
     asyncio.run(setup())
     return settings
-
-
-@pytest.fixture
-def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    for key, value in settings_env(settings).items():
-        monkeypatch.setenv(key, value)
-
-    def invoke(*args: str, token: str | None = None, stdin: str = "") -> tuple[int, str, str]:
-        if token is None:
-            monkeypatch.delenv(TOKEN_ENV, raising=False)
-        else:
-            monkeypatch.setenv(TOKEN_ENV, token)
-        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
-        capsys.readouterr()
-        try:
-            main(list(args))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def _json(result: tuple[int, str, str]) -> Any:

@@ -1,0 +1,127 @@
+"""Governed access for people: ``callvault recordings get`` / ``transcripts get`` decrypt a stored
+call's artifacts after the permission check, audit every access (and every refusal), and refuse
+a shredded call with a clear error."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from callvault.control.keys import open_keys
+from callvault.control.workspaces import WorkspaceDirectory, WorkspacePolicy
+from callvault.settings import Settings
+from callvault.topics import ensure_topics
+from schemas.codec import get_codec
+from sinks.objects.store import ObjectStore
+from sinks.recordings.archive import Archiver
+from sinks.recordings.mp3 import iter_frames
+from sinks.recordings.staging import EndedCall, Staging
+from streams.governance import CallKey, seal_audio_chunk, seal_transcript_segment
+from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.control.keyenv import audit_events
+from tests.conftest import topic_prefix
+from tests.streams.test_sealing_slice import _chunk, _segment
+
+pytestmark = pytest.mark.integration
+
+CALL = "c-0f6a8e12"
+STARTED = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+
+
+@pytest.fixture
+def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
+    prefix = topic_prefix("r")
+    settings = stack_settings.model_copy(
+        update={
+            "home": tmp_path / "home",
+            "kafka": stack_settings.kafka.model_copy(update={"topic_prefix": prefix}),
+            "s3": stack_settings.s3.model_copy(update={"key_prefix": prefix.replace(".", "/")}),
+        }
+    )
+    asyncio.run(_finished_call(settings, tmp_path))
+    return settings
+
+
+async def _finished_call(settings: Settings, tmp: Path) -> None:
+    """A call stored the way the worker stores one: sealed records staged, then finished."""
+    await ensure_topics(settings)
+    async with WorkspaceDirectory(settings) as d:
+        await d.create("acme", region="eu", retention_days=30)
+    policy = WorkspacePolicy("acme", "Acme", "eu", retention_days=30)
+    codec, now = get_codec(), datetime.now(UTC)
+    store = ObjectStore(settings)
+    async with open_keys(settings) as keys:
+        key = CallKey(*await keys.ring.call_key("acme", CALL, call_started_at=STARTED))
+        chunks = [_chunk(CALL, seq, started=STARTED, leg=leg)
+                  for seq in range(2) for leg in ("CALLER", "AGENT")]  # fmt: skip
+        audio = [codec.encode("SealedAudioChunk", seal_audio_chunk(c, policy, key, now=now))
+                 for c in chunks]  # fmt: skip
+        segment = _segment(CALL, "I'd like to change my order.", started=STARTED)
+        sealed = seal_transcript_segment(segment, policy, key, now=now)
+        staging = Staging(store)
+        expires = STARTED + timedelta(days=30)
+        await staging.stage("acme", CALL, "audio", 0, 0, audio, expires)
+        await staging.stage("acme", CALL, "transcript", 0, 0,
+                            [codec.encode("SealedTranscriptSegment", sealed)], expires)  # fmt: skip
+        await staging.mark_ended(EndedCall("acme", CALL, "eu", STARTED, STARTED, 2000, expires,
+                                           {"CALLER": 2, "AGENT": 2}, now))  # fmt: skip
+
+        class _Keys:
+            async def key_for(self, key_id, *, workspace_id, call_id):
+                return await keys.ring.key_for(key_id, workspace_id=workspace_id, call_id=call_id)
+
+            async def call_key(self, workspace_id, call_id, call_started_at):
+                return await keys.ring.call_key(workspace_id, call_id,
+                                                call_started_at=call_started_at)  # fmt: skip
+
+        outcome = await Archiver(store, _Keys(), tmp_dir=tmp / "rec").finish("acme", CALL, now=now)
+        assert outcome.status == "finished"
+    store.close()
+
+
+def test_people_get_what_their_role_allows_and_every_access_is_audited(settings, cli, tmp_path):
+    owner = _json(cli("user", "create", "olivia", "--workspace", "acme", "--role", "owner",
+                      "--bootstrap", "--json"))  # fmt: skip
+    member = _json(cli("user", "create", "mia", "--workspace", "acme", "--role", "member",
+                       "--json", token=owner["token"]))  # fmt: skip
+
+    # an owner downloads the recording: an MP3 of the call's length, 0600, hash as stored
+    out = tmp_path / "call.mp3"
+    got = _json(cli("recordings", "get", CALL, "--workspace", "acme", "--out", str(out),
+                    "--json", token=owner["token"]))  # fmt: skip
+    mp3 = out.read_bytes()
+    assert hashlib.sha256(mp3).hexdigest() == got["sha256"] and got["bytes"] == len(mp3)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    assert abs(sum(f.samples for f in iter_frames(mp3)) / 8000 - 2.0) < 0.3
+
+    # a member may read the transcript, not download the recording
+    code, text, _ = cli("transcripts", "get", CALL, "--workspace", "acme", token=member["token"])
+    assert code == 0
+    assert [s["text"] for s in json.loads(text)["segments"]] == ["I'd like to change my order."]
+    denied = tmp_path / "denied.mp3"
+    code, _, err = cli("recordings", "get", CALL, "--workspace", "acme", "--out", str(denied),
+                       token=member["token"])  # fmt: skip
+    assert code != 0 and "lacks recordings.download" in err and not denied.exists()
+
+    events = [(e["action"], e["actor"]["id"], e["outcome"], e["target"])
+              for e in asyncio.run(audit_events(settings))]  # fmt: skip
+    assert ("recording.download", "olivia", "SUCCESS", f"call:{CALL}") in events
+    assert ("transcript.view", "mia", "SUCCESS", f"call:{CALL}") in events
+    assert any(a == "recording.download" and who == "mia" and outcome == "DENIED"
+               for a, who, outcome, _ in events)  # fmt: skip
+
+    # shredded (expired or erased): a clear refusal, never noise
+    async def shred() -> None:
+        async with open_keys(settings) as keys:
+            await keys.ring.shred_call("acme", CALL)
+
+    asyncio.run(shred())
+    code, _, err = cli("recordings", "get", CALL, "--workspace", "acme", "--out",
+                       str(tmp_path / "gone.mp3"), token=owner["token"])  # fmt: skip
+    assert code != 0 and "can no longer be decrypted" in err
