@@ -27,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
+_FETCH_WAIT_MS = 100
+
 
 class CompactedView(Generic[T]):
     """Key -> latest value of a compacted topic; tombstones (null values) delete the key.
@@ -86,6 +88,9 @@ class CompactedView(Generic[T]):
             enable_auto_commit=False,
             group_id=None,
             request_timeout_ms=int(self._timeout * 1000),
+            # an idle view's long poll delays its own ListOffsets (sync) and its stop by up to
+            # this long: 100 ms instead of the default 500 keeps CLI commands snappy
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
         )
         try:
             await consumer.start()
@@ -98,6 +103,9 @@ class CompactedView(Generic[T]):
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
+            # the end offsets before the tail loop starts: asked later (sync), the request
+            # would queue behind the loop's first long poll
+            ends = await consumer.end_offsets(tps)
         except KafkaError as exc:
             await consumer.stop()
             raise KafkaUnavailable(f"cannot read {self.topic}: {exc}") from exc
@@ -106,7 +114,7 @@ class CompactedView(Generic[T]):
             raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._run(), name=f"view:{self.topic}")
-        await self.sync()
+        await self._caught_up(ends, self._timeout)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -123,14 +131,16 @@ class CompactedView(Generic[T]):
         consumer = self._require_consumer()
         tps = list(consumer.assignment())
         ends = await consumer.end_offsets(tps)
+        await self._caught_up(ends, timeout_s or self._timeout)
 
+    async def _caught_up(self, ends: Mapping[TopicPartition, int], timeout_s: float) -> None:
         def caught_up() -> bool:
             if self._failure is not None:
                 return True
             return all(self._position(tp) >= end for tp, end in ends.items())
 
         async with self._progress:
-            await asyncio.wait_for(self._progress.wait_for(caught_up), timeout_s or self._timeout)
+            await asyncio.wait_for(self._progress.wait_for(caught_up), timeout_s)
         if self._failure is not None:
             raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
 
@@ -152,6 +162,25 @@ class CompactedView(Generic[T]):
             await asyncio.wait_for(self._progress.wait_for(applied), timeout_s or self._timeout)
         if self._failure is not None:
             raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
+
+    async def wait_for_key(self, key: str, timeout_s: float) -> T | None:
+        """The value of ``key`` as soon as the view holds one; None after ``timeout_s``.
+
+        For a reader waiting on another process's write (a certificate the worker issues): the
+        tail loop wakes waiters after every fetch, so this returns within one fetch of it.
+        """
+
+        def present() -> bool:
+            return self._failure is not None or key in self._items
+
+        async with self._progress:
+            try:
+                await asyncio.wait_for(self._progress.wait_for(present), timeout_s)
+            except TimeoutError:
+                return None
+        if self._failure is not None:
+            raise KafkaUnavailable(f"view of {self.topic} failed: {self._failure}")
+        return self._items.get(key)
 
     def _position(self, tp: TopicPartition) -> int:
         return self._positions.get(tp, 0)
