@@ -358,18 +358,23 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     return key
 
 
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """An Ed25519 public key (PEM): the audit chain's, or one an auditor pinned."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise AuditChainError(f"cannot read public key {path}: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise AuditChainError(f"{path} is not an Ed25519 public key")
+    return key
+
+
 def public_key(settings: Settings) -> Ed25519PublicKey:
     """The key ``callvault audit verify`` checks signatures with: ``audit.public_key_file``,
     else derived from the signing key file when only that exists."""
     pub = settings.audit_public_key_file
     if pub.exists():
-        try:
-            key = serialization.load_pem_public_key(pub.read_bytes())
-        except (OSError, ValueError) as exc:
-            raise AuditChainError(f"cannot read audit public key {pub}: {exc}") from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise AuditChainError(f"audit public key {pub} is not an Ed25519 public key")
-        return key
+        return load_public_key(pub)
     if settings.audit_signing_key_file.exists():
         return signing_key(settings).public_key()
     raise AuditChainError(

@@ -80,6 +80,8 @@ class Topics:
             self._spec("control.trunks", 1, _COMPACTED),
             self._spec("control.keys", 1, _COMPACTED),
             self._spec("control.erasure", 1, _COMPACTED),
+            # signed deletion certificates, keyed by the erasure request they complete
+            self._spec("control.certificates", 1, _COMPACTED),
             # users, API token digests and custom roles (callvault/control/identity.py)
             self._spec("control.identities", 1, _COMPACTED),
         ]

@@ -31,6 +31,7 @@ from sinks.clickhouse.audit_log import AuditLogSink
 from sinks.clickhouse.transcripts import TranscriptsSink
 from sinks.recordings.staging import Staging
 from streams.audit_chain import AuditChainer
+from streams.erasure import Eraser
 from streams.processors import AnalyticsWriter
 from streams.recordings import CallEndStager, Finisher, RecordingStager
 from streams.retention import RetentionSweeper
@@ -197,6 +198,14 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
         if handlers:
             batch_agent(handlers[0] if len(handlers) == 1 else Stages(handlers), source)
 
+    # erasure requests of this region's workspaces, each ending in a signed certificate
+    eraser = Eraser(rt)
+    batch_agent(eraser, "control.erasure")
+
+    @app.on_before_shutdown.connect
+    async def close_eraser(sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        await eraser.close()
+
     sweeper = RetentionSweeper(rt)
 
     @app.timer(settings.worker.retention_sweep_s)
@@ -205,6 +214,7 @@ def create_app(settings: Settings, **overrides: Any) -> faust.App:
             return
         try:
             await sweeper.sweep()
+            await eraser.recheck()
         except Exception:  # the next pass retries; a store outage must not stop the worker
             log.exception("retention_sweep_failed")
 

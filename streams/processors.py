@@ -147,13 +147,17 @@ class AnalyticsWriter:
     async def _erased_calls(
         self, decoded: Sequence[tuple[EventT, Mapping[str, Any]]]
     ) -> set[tuple[str, str]]:
-        """Calls of this batch whose keys were shredded (expired or erased); from the live key
-        view, no I/O. Audit events carry no call."""
+        """Calls of this batch whose keys were shredded (expired or erased) or whose workspace was
+        erased; from the live views, no I/O. Audit events carry no call."""
         if self.schema == "AuditEvent":
             return set()
         calls = {(rec["workspace_id"], rec["call_id"]) for _, rec in decoded}
         out = set()
         for ws, call in calls:
+            policy = self.rt.workspaces.get(ws)
+            if policy is not None and policy.deleted:  # erased workspace: nothing may come back
+                out.add((ws, call))
+                continue
             records = await self.rt.keys.store.by_call(ws, call)
             if any(r["scope"] == "CALL" and r["destroyed"] for r in records):
                 out.add((ws, call))

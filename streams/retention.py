@@ -31,6 +31,7 @@ import structlog
 from callvault.audit import audit_event
 from callvault.control.workspaces import WorkspacePolicy
 from callvault.crypto.keyring import KeyRecord
+from sinks.clickhouse.purge import delete_call_rows
 from sinks.objects import layout
 from streams.runtime import Runtime
 
@@ -117,8 +118,6 @@ def expired_calls(
 
 class RetentionSweeper:
     """One pass: shred expired calls' keys, delete their rows. Idempotent; safe to run often."""
-
-    TABLES = ("calls", "call_events", "tool_invocations", "transcripts")
 
     #: How long a purged call's rows are looked for again: a sealed record consumed late (sealed
     #: before the shred, written after the delete) must not leave a row behind.
@@ -252,21 +251,7 @@ class RetentionSweeper:
         ids = sorted({r[0] for r in rows} | purged)
         if not ids:
             return
-        deleted: dict[str, int] = {}
-        for table in self.TABLES:
-            where = "workspace_id = {ws:String} AND call_id IN {ids:Array(String)}"
-            _, counted = await self.rt.clickhouse.query(
-                f"SELECT count() FROM {db}.{table} WHERE {where}",  # noqa: S608
-                parameters={"ws": workspace_id, "ids": ids},
-            )
-            if not int(counted[0][0]):
-                continue
-            await self.rt.clickhouse.command(
-                f"ALTER TABLE {db}.{table} DELETE WHERE {where}",
-                parameters={"ws": workspace_id, "ids": ids},
-                settings={"mutations_sync": 1},
-            )
-            deleted[table] = int(counted[0][0])
+        deleted = await delete_call_rows(self.rt.clickhouse, db, workspace_id, ids)
         if not deleted:
             return
         for table, n in deleted.items():

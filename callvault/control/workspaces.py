@@ -8,6 +8,7 @@ was processed under.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -96,13 +97,16 @@ class WorkspacePolicy:
         )
 
 
-def workspace_view(settings: Settings) -> CompactedView[WorkspacePolicy]:
+def workspace_view(
+    settings: Settings, on_change: Callable[[str, WorkspacePolicy | None], None] | None = None
+) -> CompactedView[WorkspacePolicy]:
     return CompactedView(
         kafka_options(settings),
         Topics(settings).control_workspaces,
         "WorkspacePolicy",
         WorkspacePolicy.from_record,
         request_timeout_s=settings.kafka.request_timeout_s,
+        on_change=on_change,
     )
 
 
@@ -130,6 +134,24 @@ class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
             raise ControlError(f"workspace {workspace_id!r} does not exist")
         return policy
 
+    def policy(self, workspace_id: str) -> WorkspacePolicy | None:
+        """The workspace's latest policy, deleted (erased) ones included."""
+        return self._view.get(workspace_id)
+
+    async def mark_deleted(self, workspace_id: str) -> WorkspacePolicy:
+        """Stop the workspace for good (erasure): ingest refuses its calls, sealers dead-letter
+        its records, writers drop them. Idempotent."""
+        current = self._view.get(workspace_id)
+        if current is None:
+            raise ControlError(f"workspace {workspace_id!r} does not exist")
+        if current.deleted:
+            return current
+        return await self._write(
+            replace(
+                current, deleted=True, version=current.version + 1, updated_at=datetime.now(UTC)
+            )
+        )
+
     async def create(
         self,
         workspace_id: str,
@@ -141,6 +163,13 @@ class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
         current = self._view.get(workspace_id)
         if current is not None and not current.deleted:
             raise ControlError(f"workspace {workspace_id!r} already exists")
+        if current is not None:
+            # its keys were shredded, and a shredded id stays shredded: the key ring would
+            # refuse every call of a workspace re-created under the same id
+            raise ControlError(
+                f"workspace id {workspace_id!r} belonged to an erased workspace and cannot be "
+                "reused; choose another id"
+            )
         policy = WorkspacePolicy(
             workspace_id=workspace_id,
             name=name or workspace_id,

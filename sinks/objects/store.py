@@ -54,6 +54,14 @@ class ObjectInfo:
     last_modified: datetime
 
 
+@dataclass(frozen=True)
+class ObjectVersion:
+    key: str
+    version_id: str | None  # "null" for an object written while versioning was off
+    size: int
+    delete_marker: bool = False
+
+
 def bucket_name(settings: Settings, region: str | None = None) -> str:
     return f"{settings.s3.bucket_prefix}{region or settings.region}"
 
@@ -214,8 +222,11 @@ class ObjectStore:
         return await self._run(f"list {prefix}", listing)
 
     async def delete(self, keys: Sequence[str]) -> None:
-        for i in range(0, len(keys), _DELETE_BATCH):
-            batch = [{"Key": self._ns + k} for k in keys[i : i + _DELETE_BATCH]]
+        await self._delete_objects([{"Key": self._ns + k} for k in keys])
+
+    async def _delete_objects(self, objects: list[dict[str, str]]) -> None:
+        for i in range(0, len(objects), _DELETE_BATCH):
+            batch = objects[i : i + _DELETE_BATCH]
 
             def delete(batch: list[dict[str, str]] = batch) -> None:
                 r = self._client.delete_objects(
@@ -229,6 +240,42 @@ class ObjectStore:
                     )
 
             await self._run("delete", delete)
+
+    async def list_versions(self, prefix: str) -> list[ObjectVersion]:
+        """Every version and delete marker under ``prefix`` (an unversioned bucket lists each
+        object once, with version id "null")."""
+
+        def listing() -> list[ObjectVersion]:
+            out: list[ObjectVersion] = []
+            pages = self._client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=self._ns + prefix
+            )
+            for page in pages:
+                for item in page.get("Versions", ()):
+                    out.append(ObjectVersion(
+                        item["Key"][len(self._ns) :], item.get("VersionId"), item.get("Size", 0)
+                    ))  # fmt: skip
+                for item in page.get("DeleteMarkers", ()):
+                    out.append(ObjectVersion(
+                        item["Key"][len(self._ns) :], item.get("VersionId"), 0, True
+                    ))  # fmt: skip
+            return out
+
+        return await self._run(f"list versions {prefix}", listing)
+
+    async def purge_prefix(self, prefix: str) -> list[ObjectVersion]:
+        """Delete every version and delete marker under ``prefix`` and prove it by listing
+        again; returns what was there. What an erasure needs: on a versioned bucket a plain
+        delete only stacks a delete marker on the data, which stays readable by version id."""
+        found = await self.list_versions(prefix)
+        await self._delete_objects([
+            {"Key": self._ns + v.key, **({"VersionId": v.version_id} if v.version_id else {})}
+            for v in found
+        ])  # fmt: skip
+        left = await self.list_versions(prefix)
+        if left:
+            raise SinkUnavailable(f"purge {prefix}: {len(left)} versions still listed")
+        return found
 
     async def delete_prefix(self, prefix: str) -> list[ObjectInfo]:
         """Delete everything under ``prefix`` and prove it by listing again; returns what was
