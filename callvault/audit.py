@@ -77,3 +77,22 @@ class AuditLog:
     async def record(self, event: Mapping[str, Any]) -> None:
         key, value = encode_audit(event)
         await self._producer.send_and_wait(self._topic, key=key, value=value)
+
+
+async def record_once(settings: Settings, event: Mapping[str, Any]) -> None:
+    """Publish one audit event from a process without a producer of its own (a CLI command);
+    raises :class:`~callvault.errors.KafkaUnavailable` if it could not be recorded, so the
+    action it accounts for is not carried out."""
+    from aiokafka.errors import KafkaError
+
+    from callvault.errors import KafkaUnavailable
+    from callvault.kafka_client import kafka_options
+
+    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True)
+    try:
+        await producer.start()
+        await AuditLog(settings, producer).record(event)
+    except KafkaError as exc:
+        raise KafkaUnavailable(f"cannot record audit event {event['action']}: {exc}") from exc
+    finally:
+        await producer.stop()

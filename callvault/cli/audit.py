@@ -9,15 +9,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
 import click
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from callvault.audit import AuditLog, audit_event, cli_actor
+from callvault.audit import audit_event, record_once
 from callvault.audit_chain import (
     ChainFailure,
     ChainReport,
@@ -27,10 +25,11 @@ from callvault.audit_chain import (
 )
 from callvault.audit_store import ChainLog, UnreadableEntry
 from callvault.cli.asyncrun import run
+from callvault.cli.auth import acting, actor_id, authorize, authorize_anywhere, presented_token
 from callvault.cli.main import get_settings
-from callvault.cli.output import emit_json, json_option
-from callvault.errors import ControlError, KafkaUnavailable
-from callvault.kafka_client import kafka_options
+from callvault.cli.output import emit_json, iso_time, json_option
+from callvault.control.rbac import Permission
+from callvault.errors import ControlError
 from callvault.settings import Settings
 
 EXIT_BROKEN = 1
@@ -72,16 +71,6 @@ def _hex_option(_ctx: click.Context, _param: click.Parameter, value: str | None)
     if len(digest) != 32:
         raise click.BadParameter("must be a hex SHA-256 hash (64 hex digits)")
     return digest
-
-
-def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or time") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 @contextlib.contextmanager
@@ -182,6 +171,7 @@ def verify(
     """
     settings = get_settings(ctx)
     region = _region(settings, region)
+    run(authorize_anywhere(settings, Permission.AUDIT_READ, action="audit.verify"))
     walk = run(_walk(settings, region, expect_head))
     report = walk.report
     key_id = public_key_id(public_key(settings))
@@ -215,8 +205,12 @@ def verify(
 @click.option(
     "--out", type=click.Path(dir_okay=False, writable=True), help="File to write (default stdout)."
 )
-@click.option("--from", "since", callback=_when, help="Only events at or after this ISO time.")
-@click.option("--to", "until", callback=_when, help="Only events before this ISO time.")
+@click.option("--from", "since", callback=iso_time, help="Only events at or after this ISO time.")
+@click.option("--to", "until", callback=iso_time, help="Only events before this ISO time.")
+@click.option(
+    "--workspace", "workspace_id", default=None,
+    help="Only this workspace's events (required with a token: audit.read there).",
+)  # fmt: skip
 @click.option(
     "--allow-broken", is_flag=True,
     help="Export even if the chain does not verify; entries from the failure on are marked "
@@ -226,7 +220,7 @@ def verify(
 @click.pass_context
 def export(
     ctx: click.Context, region: str | None, fmt: str, out: str | None, since: datetime | None,
-    until: datetime | None, allow_broken: bool, as_json: bool,
+    until: datetime | None, workspace_id: str | None, allow_broken: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Export the region's audit trail for a SIEM without a live feed, verified first.
 
@@ -238,6 +232,10 @@ def export(
 
     settings = get_settings(ctx)
     region = _region(settings, region)
+    if workspace_id is not None:
+        run(authorize(settings, workspace_id, Permission.AUDIT_READ, action="audit.export"))
+    elif presented_token(settings) is not None:
+        raise ControlError("--workspace is required when acting with a token")
     count = 0
     buffer: IO[str] = tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed below)
         max_size=8 * 1024 * 1024, mode="w+", encoding="utf-8"
@@ -247,6 +245,8 @@ def export(
         nonlocal count
         at = event["occurred_at"]
         if (since is not None and at < since) or (until is not None and at >= until):
+            return
+        if workspace_id is not None and event.get("workspace_id") != workspace_id:
             return
         if fmt == "jsonl":
             obj = to_json_obj(event)
@@ -266,13 +266,14 @@ def export(
         details = {
             "format": fmt, "count": count, "region": region, "verified": report.ok,
             "from": since.isoformat() if since else "", "to": until.isoformat() if until else "",
+            "workspace": workspace_id or "",
             "entries": report.count,
             "head_hash": report.head_hash.hex() if report.head_hash is not None else "",
         }  # fmt: skip
         refused = not report.ok and not allow_broken
         if not report.ok:
             details["failure"] = _describe_failure(walk)
-        run(_record(settings, region, details, "FAILURE" if refused else "SUCCESS"))
+        run(_record(settings, region, workspace_id, details, "FAILURE" if refused else "SUCCESS"))
         if refused:
             click.echo(
                 f"refused: audit chain {region} does not verify: {_describe_failure(walk)} "
@@ -311,17 +312,14 @@ def _write_out(buffer: IO[str], out: str | None) -> None:
         raise ControlError(f"cannot write {out}: {exc}") from None
 
 
-async def _record(settings: Settings, region: str, details: dict[str, Any], outcome: Any) -> None:
+async def _record(
+    settings: Settings, region: str, workspace_id: str | None, details: dict[str, Any],
+    outcome: Any,
+) -> None:  # fmt: skip
     """The export's own audit event; the export is not written out unless this succeeds."""
     event = audit_event(
-        "audit.export", actor_kind="USER", actor_id=cli_actor(), outcome=outcome,
-        region=region, target=f"audit.chain.{region}", details=details,
+        "audit.export", actor_kind="USER", actor_id=actor_id(await acting(settings)),
+        outcome=outcome, region=region, workspace_id=workspace_id,
+        target=f"audit.chain.{region}", details=details,
     )  # fmt: skip
-    producer = AIOKafkaProducer(**kafka_options(settings), acks="all", enable_idempotence=True)
-    try:
-        await producer.start()
-        await AuditLog(settings, producer).record(event)
-    except KafkaError as exc:
-        raise KafkaUnavailable(f"cannot record the export's audit event: {exc}") from exc
-    finally:
-        await producer.stop()
+    await record_once(settings, event)

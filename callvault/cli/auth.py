@@ -20,12 +20,13 @@ from pathlib import Path
 
 import click
 
+from callvault.audit import cli_actor
 from callvault.cli.asyncrun import run
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, json_option
 from callvault.control.identity import IdentityDirectory, parse_token, token_matches
 from callvault.control.rbac import Permission, Principal
-from callvault.errors import AuthenticationFailed
+from callvault.errors import AuthenticationFailed, PermissionDenied
 from callvault.files import replace_private
 from callvault.settings import Settings
 
@@ -82,6 +83,46 @@ def require(
 ) -> Principal | None:
     """:func:`authorize` for a click command."""
     return run(authorize(get_settings(ctx), workspace_id, permission, action=action))
+
+
+async def acting(settings: Settings) -> Principal | None:
+    """The authenticated principal, without a permission check (None: the local operator)."""
+    if presented_token(settings) is None:
+        return None
+    async with IdentityDirectory(settings) as d:
+        return await acting_principal(d, settings)
+
+
+def actor_id(principal: Principal | None) -> str:
+    return principal.user_id if principal is not None else cli_actor()
+
+
+def operator_only(ctx: click.Context, command: str) -> None:
+    """Platform commands (creating workspaces, master keys) belong to the deployment's
+    operator, who acts without a token: every token holder is a user of some workspaces, and
+    no workspace role reaches beyond its workspace."""
+    if presented_token(get_settings(ctx)) is not None:
+        raise PermissionDenied(
+            f"'{command}' is a platform operator command and no workspace role grants it; run "
+            f"it as the operator, without a token (unset {TOKEN_ENV}, 'callvault logout')"
+        )
+
+
+async def authorize_anywhere(
+    settings: Settings, permission: Permission, *, action: str
+) -> Principal | None:
+    """For commands over data of many workspaces (a region's audit chain): the permission in
+    at least one workspace; the caller then shows only those workspaces' part."""
+    if presented_token(settings) is None:
+        return None
+    async with IdentityDirectory(settings) as d:
+        principal = await acting_principal(d, settings)
+        assert principal is not None
+        held = [w for w in principal.memberships if principal.can(w, permission)]
+        # audited like any refusal: the check runs against a workspace the user belongs to
+        first = held[0] if held else next(iter(sorted(principal.memberships)), "-")
+        await d.authorize(principal, first, permission, action)
+        return principal
 
 
 @click.command()

@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from callvault.cli.asyncrun import run
+from callvault.cli.auth import actor_id, authorize, operator_only, presented_token
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, json_option
 from callvault.control.keys import (
@@ -20,6 +21,7 @@ from callvault.control.keys import (
     open_keys,
     rotation_json,
 )
+from callvault.control.rbac import Permission
 from callvault.crypto.keyring import KeyRecord, WorkspaceRotation
 from callvault.errors import ControlError
 from callvault.settings import Settings
@@ -58,6 +60,8 @@ def init(ctx: click.Context, as_json: bool) -> None:
     would silently split the data between two masters.
     """
     from callvault.crypto.providers import LocalKeyFileProvider
+
+    operator_only(ctx, "keys init")
 
     settings = get_settings(ctx)
     if settings.keys.provider != "local":
@@ -125,10 +129,15 @@ def _audit_signing_key(settings: Settings) -> tuple[bool, dict[str, str]]:
 @json_option
 @click.pass_context
 def list_(ctx: click.Context, workspace_id: str | None, as_json: bool) -> None:
-    """List key records: ids, scope, workspace, call, wrapping key, created, destroyed."""
+    """List key records: ids, scope, workspace, call, wrapping key, created, destroyed. With a
+    token: --workspace, and audit.read there."""
     settings = get_settings(ctx)
 
     async def go() -> list[KeyRecord]:
+        if workspace_id is not None:
+            await authorize(settings, workspace_id, Permission.AUDIT_READ, action="key.list")
+        elif presented_token(settings) is not None:
+            raise ControlError("--workspace is required when acting with a token")
         async with KafkaKeyStore(settings) as store:
             if workspace_id is not None:
                 return await store.by_workspace(workspace_id)
@@ -167,6 +176,7 @@ def rotate_master(ctx: click.Context, retire_old: bool, as_json: bool) -> None:
     under them still open) until --retire-old. AWS KMS: re-wraps keys under another KMS key to
     keys.kms_key_id; KMS's automatic rotation needs no re-wrap.
     """
+    operator_only(ctx, "keys rotate-master")
     settings = get_settings(ctx)
 
     async def go() -> MasterRotation:
@@ -194,12 +204,17 @@ def rotate_workspace(ctx: click.Context, workspace_id: str, as_json: bool) -> No
     """New workspace key for WORKSPACE_ID; call keys re-wrapped, the old key destroyed.
 
     No data is re-encrypted: call keys keep their bytes and ids, only their wrapping changes.
+    Needs workspace.manage.
     """
     settings = get_settings(ctx)
 
     async def go() -> WorkspaceRotation:
+        principal = await authorize(
+            settings, workspace_id, Permission.WORKSPACE_MANAGE, action="key.workspace.rotate"
+        )
         async with open_keys(settings) as k:
-            return await KeyAdmin(settings, k).rotate_workspace(workspace_id)
+            admin = KeyAdmin(settings, k, actor=actor_id(principal))
+            return await admin.rotate_workspace(workspace_id)
 
     with _busy(f"re-wrapping the call keys of {workspace_id}..."):
         rotation = run(go())
@@ -222,7 +237,8 @@ def rotate_workspace(ctx: click.Context, workspace_id: str, as_json: bool) -> No
 def shred_call(
     ctx: click.Context, workspace_id: str, call_id: str, yes: bool, as_json: bool
 ) -> None:
-    """Destroy every key of CALL_ID in WORKSPACE_ID: the call's data becomes unrecoverable."""
+    """Destroy every key of CALL_ID in WORKSPACE_ID: the call's data becomes unrecoverable.
+    Needs erasure.execute (prefer 'callvault erase', which also deletes and certifies)."""
     settings = get_settings(ctx)
     if not yes:
         click.confirm(
@@ -233,8 +249,12 @@ def shred_call(
         )
 
     async def go() -> ShredResult:
+        principal = await authorize(
+            settings, workspace_id, Permission.ERASURE_EXECUTE, action="key.call.shred"
+        )
         async with open_keys(settings) as k:
-            return await KeyAdmin(settings, k).shred_call(workspace_id, call_id)
+            admin = KeyAdmin(settings, k, actor=actor_id(principal))
+            return await admin.shred_call(workspace_id, call_id)
 
     _show_shred(run(go()), f"call {call_id} of workspace {workspace_id}", as_json)
 
@@ -245,7 +265,8 @@ def shred_call(
 @json_option
 @click.pass_context
 def shred_workspace(ctx: click.Context, workspace_id: str, yes: bool, as_json: bool) -> None:
-    """Destroy WORKSPACE_ID's workspace key(s) and every call key: all its data is gone."""
+    """Destroy WORKSPACE_ID's workspace key(s) and every call key: all its data is gone.
+    Needs workspace.manage (prefer 'callvault erase workspace')."""
     settings = get_settings(ctx)
     if not yes:
         click.confirm(
@@ -256,8 +277,12 @@ def shred_workspace(ctx: click.Context, workspace_id: str, yes: bool, as_json: b
         )
 
     async def go() -> ShredResult:
+        principal = await authorize(
+            settings, workspace_id, Permission.WORKSPACE_MANAGE, action="key.workspace.shred"
+        )
         async with open_keys(settings) as k:
-            return await KeyAdmin(settings, k).shred_workspace(workspace_id)
+            admin = KeyAdmin(settings, k, actor=actor_id(principal))
+            return await admin.shred_workspace(workspace_id)
 
     _show_shred(run(go()), f"workspace {workspace_id}", as_json)
 

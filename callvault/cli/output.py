@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -25,3 +26,14 @@ def emit_table(title: str | None, columns: Sequence[str], rows: Sequence[Sequenc
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")
+
+
+def iso_time(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    """Click callback for ``--from``/``--to`` style options: ISO-8601, naive taken as UTC."""
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date or time") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)

@@ -1,4 +1,9 @@
-"""``callvault workspace``: create and change workspace policies (region, retention, recording)."""
+"""``callvault workspace``: create and change workspace policies (region, retention, recording).
+
+Creating a workspace is the platform operator's (no token); changing one needs
+``workspace.manage`` there (``agents.manage`` when only per-agent recording changes), and a
+token holder sees only the workspaces they belong to. Every change is an audit event.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,19 @@ from typing import Any
 
 import click
 
+from callvault.audit import AuditLog, audit_event
 from callvault.cli.asyncrun import run
+from callvault.cli.auth import acting, actor_id, authorize, operator_only
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, emit_table, json_option
+from callvault.control.rbac import Permission
 from callvault.control.workspaces import (
     MAX_RETENTION_DAYS,
     MIN_RETENTION_DAYS,
     WorkspaceDirectory,
     WorkspacePolicy,
 )
+from callvault.errors import PermissionDenied
 
 _COLUMNS = ("workspace", "name", "region", "retention_days", "recording_default", "version")
 
@@ -57,14 +66,19 @@ def create(
     retention_days: int | None,
     as_json: bool,
 ) -> None:
-    """Create WORKSPACE_ID with its home region and retention."""
+    """Create WORKSPACE_ID with its home region and retention (platform operator only)."""
+    operator_only(ctx, "workspace create")
     settings = get_settings(ctx)
 
     async def go() -> WorkspacePolicy:
         async with WorkspaceDirectory(settings) as d:
-            return await d.create(
+            policy = await d.create(
                 workspace_id, name=name, region=region, retention_days=retention_days
             )
+            await _audit(d, "workspace.create", actor_id(None), policy, {
+                "region": policy.region, "retention_days": policy.retention_days,
+            })  # fmt: skip
+            return policy
 
     _show([run(go())], as_json)
 
@@ -127,7 +141,12 @@ def set_(
     if not changes and not overrides and not suppress and not unsuppress:
         raise click.UsageError("nothing to change: give at least one option")
 
+    # per-agent recording is agent configuration; everything else is the workspace's policy
+    only_agents = overrides and not changes and not suppress and not unsuppress
+    permission = Permission.AGENTS_MANAGE if only_agents else Permission.WORKSPACE_MANAGE
+
     async def go() -> WorkspacePolicy:
+        principal = await authorize(settings, workspace_id, permission, action="workspace.update")
         async with WorkspaceDirectory(settings) as d:
             current = d.get(workspace_id)
             if overrides:
@@ -135,7 +154,13 @@ def set_(
             if suppress or unsuppress:
                 rules = [r for r in current.suppression_rules if r not in unsuppress]
                 changes["suppression_rules"] = rules + [r for r in suppress if r not in rules]
-            return await d.update(workspace_id, **changes)
+            policy = await d.update(workspace_id, **changes)
+            await _audit(d, "workspace.update", actor_id(principal), policy, {
+                k: ",".join(f"{a}={'on' if b else 'off'}" for a, b in sorted(v.items()))
+                if isinstance(v, dict) else ";".join(v) if isinstance(v, list) else v
+                for k, v in changes.items()
+            })  # fmt: skip
+            return policy
 
     _show([run(go())], as_json)
 
@@ -149,6 +174,11 @@ def get(ctx: click.Context, workspace_id: str, as_json: bool) -> None:
     settings = get_settings(ctx)
 
     async def go() -> WorkspacePolicy:
+        principal = await acting(settings)
+        if principal is not None and principal.role_in(workspace_id) is None:
+            raise PermissionDenied(
+                f"user {principal.user_id!r} is not a member of workspace {workspace_id!r}"
+            )
         async with WorkspaceDirectory(settings) as d:
             return d.get(workspace_id)
 
@@ -159,11 +189,24 @@ def get(ctx: click.Context, workspace_id: str, as_json: bool) -> None:
 @json_option
 @click.pass_context
 def list_(ctx: click.Context, as_json: bool) -> None:
-    """List all workspaces."""
+    """List the workspaces (a token holder: those they belong to)."""
     settings = get_settings(ctx)
 
     async def go() -> list[WorkspacePolicy]:
+        principal = await acting(settings)
         async with WorkspaceDirectory(settings) as d:
-            return d.list()
+            return [p for p in d.list()
+                    if principal is None or p.workspace_id in principal.memberships]  # fmt: skip
 
     _show(run(go()), as_json)
+
+
+async def _audit(
+    d: WorkspaceDirectory, action: str, actor: str, policy: WorkspacePolicy,
+    details: dict[str, Any],
+) -> None:  # fmt: skip
+    await AuditLog(d.settings, d.producer).record(audit_event(
+        action, actor_kind="USER", actor_id=actor, workspace_id=policy.workspace_id,
+        region=policy.region, target=f"workspace:{policy.workspace_id}",
+        details={**details, "version": policy.version},
+    ))  # fmt: skip

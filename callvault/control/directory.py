@@ -47,6 +47,10 @@ class ControlDirectory(Generic[T]):
         await self._view.stop()
 
     @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
     def producer(self) -> AIOKafkaProducer:
         if self._producer is None:
             raise RuntimeError(f"{type(self).__name__} used outside 'async with'")
