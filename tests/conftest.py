@@ -8,6 +8,7 @@ a developer's ``callvault dev up`` stack (defaults 19092, 18333, ...) without co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import uuid
@@ -114,6 +115,19 @@ def topic_prefix(letter: str = "t") -> str:
     prefix = f"{letter}{uuid.uuid4().hex[:10]}."
     _MY_PREFIXES.add(prefix)
     return prefix
+
+
+@contextlib.contextmanager
+def module_topic_prefix(settings: Settings, letter: str = "m") -> Iterator[str]:
+    """A topic prefix for a module-scoped setup: the per-test cleanup leaves its topics alone,
+    and they are dropped when the block ends (the module's last test is done)."""
+    prefix = f"{letter}{uuid.uuid4().hex[:10]}."
+    try:
+        yield prefix
+    finally:
+        _MY_PREFIXES.add(prefix)
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _drop_prefixed_topics(settings)).result()
 
 
 async def _drop_prefixed_topics(settings: Settings) -> None:

@@ -39,6 +39,11 @@ _COMMANDS: dict[str, str] = {
     "user": "callvault.cli.identity:user",
     "token": "callvault.cli.identity:token",
     "role": "callvault.cli.identity:role",
+    "dsar": "callvault.cli.dsar:dsar",
+    "replay": "callvault.cli.replay:replay",
+    "erase": "callvault.cli.erase:erase",
+    "certificate": "callvault.cli.erase:certificate",
+    "billing": "callvault.cli.billing:billing",
 }
 
 EXIT_REFUSED = 3

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import click
 
+from callvault.artifacts import artifact_aad, decrypt_artifact, find_manifest
 from callvault.audit import AuditLog, audit_event, cli_actor
 from callvault.cli.asyncrun import run
 from callvault.cli.auth import authorize
@@ -27,32 +27,11 @@ from callvault.control.keys import open_keys
 from callvault.control.rbac import Permission
 from callvault.crypto.envelope import Aad
 from callvault.crypto.errors import KeyDestroyed, KeyNotFound
-from callvault.crypto.segmented import decrypt_stream
 from callvault.errors import ControlError
 from callvault.files import PRIVATE_MODE
 from callvault.settings import Settings
 from sinks.objects import layout
 from sinks.objects.store import ObjectStore
-
-
-async def find_manifest(store: ObjectStore, workspace_id: str, call_id: str) -> dict[str, Any]:
-    """The call's manifest, searched newest day first (the key holds the call's start date)."""
-    prefix = layout.workspace_prefix(workspace_id)
-    days = [
-        day
-        for year in await store.prefixes(prefix)
-        for month in await store.prefixes(year)
-        for day in await store.prefixes(month)
-    ]
-    for day in sorted(days, reverse=True):
-        key = f"{day}{layout.checked_id(call_id, 'call id')}/{layout.MANIFEST}"
-        if await store.head(key) is not None:
-            doc: dict[str, Any] = json.loads(await store.get(key))
-            return doc
-    raise ControlError(
-        f"no stored artifacts for call {call_id} in workspace {workspace_id} (not finished yet, "
-        "expired or erased)"
-    )
 
 
 async def _fetch(
@@ -83,8 +62,7 @@ async def _fetch(
                              "key_id": entry["key_id"]},
                 )
             )  # fmt: skip
-        kind = "recording" if artifact == "recording" else f"{artifact}-document"
-        aad = Aad(workspace_id, call_id, kind, manifest["region"])
+        aad = artifact_aad(workspace_id, call_id, artifact, manifest)
         digest, size = await asyncio.to_thread(_write_plaintext, store, entry, key, aad, out)
         if digest != entry["plaintext_sha256"]:
             raise ControlError(f"{artifact} of call {call_id} does not match its manifest hash")
@@ -106,7 +84,7 @@ def _write_plaintext(
     digest, size = hashlib.sha256(), 0
     sink = _open_out(out)
     try:
-        for plaintext in decrypt_stream(key, store.open_stream(entry["key"]), aad):
+        for plaintext in decrypt_artifact(store, entry, key, aad):
             digest.update(plaintext)
             size += len(plaintext)
             sink.write(plaintext)

@@ -49,27 +49,38 @@ def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
 
 
 async def _finished_call(settings: Settings, tmp: Path) -> None:
-    """A call stored the way the worker stores one: sealed records staged, then finished."""
     await ensure_topics(settings)
     async with WorkspaceDirectory(settings) as d:
         await d.create("acme", region="eu", retention_days=30)
+    await store_finished_call(settings, tmp, CALL, STARTED, ["I'd like to change my order."])
+
+
+async def store_finished_call(
+    settings: Settings, tmp: Path, call: str, started: datetime, texts: list[str],
+    summary: str | None = None,
+) -> None:  # fmt: skip
+    """A call of workspace acme (eu, 30 days) stored the way the worker stores one: sealed
+    records staged, then finished (2 s of audio, a transcript, optionally a summary)."""
     policy = WorkspacePolicy("acme", "Acme", "eu", retention_days=30)
     codec, now = get_codec(), datetime.now(UTC)
     store = ObjectStore(settings)
     async with open_keys(settings) as keys:
-        key = CallKey(*await keys.ring.call_key("acme", CALL, call_started_at=STARTED))
-        chunks = [_chunk(CALL, seq, started=STARTED, leg=leg)
+        key = CallKey(*await keys.ring.call_key("acme", call, call_started_at=started))
+        chunks = [_chunk(call, seq, started=started, leg=leg)
                   for seq in range(2) for leg in ("CALLER", "AGENT")]  # fmt: skip
         audio = [codec.encode("SealedAudioChunk", seal_audio_chunk(c, policy, key, now=now))
                  for c in chunks]  # fmt: skip
-        segment = _segment(CALL, "I'd like to change my order.", started=STARTED)
-        sealed = seal_transcript_segment(segment, policy, key, now=now)
+        segments = [_segment(call, text, started=started) for text in texts]
+        if summary is not None:
+            segments.append(_segment(call, summary, started=started, kind="SUMMARY"))
+        sealed = [codec.encode("SealedTranscriptSegment",
+                               seal_transcript_segment(s, policy, key, now=now))
+                  for s in segments]  # fmt: skip
         staging = Staging(store)
-        expires = STARTED + timedelta(days=30)
-        await staging.stage("acme", CALL, "audio", 0, 0, audio, expires)
-        await staging.stage("acme", CALL, "transcript", 0, 0,
-                            [codec.encode("SealedTranscriptSegment", sealed)], expires)  # fmt: skip
-        await staging.mark_ended(EndedCall("acme", CALL, "eu", STARTED, STARTED, 2000, expires,
+        expires = started + timedelta(days=30)
+        await staging.stage("acme", call, "audio", 0, 0, audio, expires)
+        await staging.stage("acme", call, "transcript", 0, 0, sealed, expires)
+        await staging.mark_ended(EndedCall("acme", call, "eu", started, started, 2000, expires,
                                            {"CALLER": 2, "AGENT": 2}, now))  # fmt: skip
 
         class _Keys:
@@ -80,7 +91,7 @@ async def _finished_call(settings: Settings, tmp: Path) -> None:
                 return await keys.ring.call_key(workspace_id, call_id,
                                                 call_started_at=call_started_at)  # fmt: skip
 
-        outcome = await Archiver(store, _Keys(), tmp_dir=tmp / "rec").finish("acme", CALL, now=now)
+        outcome = await Archiver(store, _Keys(), tmp_dir=tmp / "rec").finish("acme", call, now=now)
         assert outcome.status == "finished"
     store.close()
 
