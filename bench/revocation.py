@@ -1,12 +1,15 @@
-"""How fast a trunk revocation reaches an ingest node's live view (p50/p99), beside the raw
-Kafka produce->consume latency of the same broker measured in the same run.
+"""How fast a trunk revocation reaches an ingest node's live view (p50/p99), and how fast it
+ends a call in progress (the node's BYE reaching the caller), beside the raw Kafka
+produce->consume latency of the same broker measured in the same run.
 
-    python bench/revocation.py [--n 50]      # needs `callvault dev up`
+    python bench/revocation.py [--n 50] [--calls 20]     # needs `callvault dev up`
 
 Each round issues a credential, starts the clock, revokes it (the CLI's code path: write,
 acks=all, audit) and stops the clock when a separately running view — exactly what an ingest
-node holds — shows the credential as REVOKED. The baseline is one produce (acks=all) to a
-topic and the moment a tailing consumer sees it.
+node holds — shows the credential as REVOKED. For calls in progress, an ingest node runs in
+this process with a real SIP call (UDP, digest auth) held open on each trunk; the clock stops when
+the caller receives the node's BYE. The baseline is one produce (acks=all) to a topic and the
+moment a tailing consumer sees it.
 """
 
 from __future__ import annotations
@@ -64,6 +67,57 @@ async def revocations(n: int) -> list[float]:
     return out
 
 
+async def calls_ended(n: int) -> list[float]:
+    import socket
+
+    from sip_ingest.client import CallFailed, CallOptions, place_call
+    from sip_ingest.node import IngestNode
+
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    base = load_settings()
+    settings = base.model_copy(
+        update={
+            "kafka": base.kafka.model_copy(update={"topic_prefix": f"r{uuid.uuid4().hex[:8]}."}),
+            "ingest": base.ingest.model_copy(
+                update={"sip_port": port(), "api_port": port(),
+                        "journal_dir": base.home / f"bench-journal-{uuid.uuid4().hex[:6]}"}
+            ),
+        }
+    )  # fmt: skip
+    await ensure_topics(settings)
+    async with WorkspaceDirectory(settings) as d:
+        await d.create("bench", region=settings.region)
+    node = IngestNode(settings)
+    await node.start()
+    out = []
+    try:
+        async with TrunkDirectory(settings, actor="bench") as trunks:
+            for i in range(n):
+                issued = await trunks.create("bench", f"c{i}")
+                await node.trunks.sync()
+                opts = CallOptions(
+                    "127.0.0.1", settings.ingest.sip_port, username=issued.credential.username,
+                    password=issued.password, hold_s=30.0, paced=False,
+                )  # fmt: skip
+                call = asyncio.create_task(place_call(opts))
+                while not any(a.answered for a in node.uas.calls.values()):  # noqa: ASYNC110
+                    await asyncio.sleep(0.001)
+                t0 = time.perf_counter()
+                await trunks.revoke(f"c{i}")
+                try:
+                    await asyncio.wait_for(call, 10)
+                    raise RuntimeError("the call was not ended by the revocation")
+                except CallFailed:
+                    out.append(time.perf_counter() - t0)
+    finally:
+        await node.stop()
+    return out
+
+
 async def raw_latency(n: int) -> list[float]:
     settings = load_settings()
     topic = Topics(settings).audit_events
@@ -94,16 +148,20 @@ async def raw_latency(n: int) -> list[float]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--calls", type=int, default=20)
     args = parser.parse_args()
     raw = await raw_latency(args.n)
     rev = await revocations(args.n)
+    ended = await calls_ended(args.calls)
     for name, xs in (
         ("raw produce->consume (acks=all)", raw),
         ("trunk revocation -> node view", rev),
+        ("trunk revocation -> BYE at caller", ended),
     ):
         print(f"{name:<34} p50 {statistics.median(xs) * 1000:7.1f} ms   "
               f"p99 {pct(xs, 99) * 1000:7.1f} ms   max {max(xs) * 1000:7.1f} ms")  # fmt: skip
     print(f"ratio p50 revocation/raw: {statistics.median(rev) / statistics.median(raw):.2f}")
+    print(f"ratio p50 call ended/raw: {statistics.median(ended) / statistics.median(raw):.2f}")
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ class IngestNode:
         self.metrics = NodeMetrics(self.registry)
         self.topics = Topics(settings)
         self.publisher = Publisher(settings, self.registry)
-        self.trunks = trunk_view(settings)
-        self.workspaces = workspace_view(settings)
+        # revocations and erasures also end the calls in progress (IngestUAS._terminate)
+        self.trunks = trunk_view(settings, on_change=self._trunk_changed)
+        self.workspaces = workspace_view(settings, on_change=self._workspace_changed)
         self.media = MediaBridge(
             settings,
             publish_chunk=self._publish_chunk,
@@ -57,6 +58,7 @@ class IngestNode:
         self.uas = IngestUAS(
             settings,
             trunk_lookup=self._trunk,
+            trunk_by_id=self._active_trunk,
             policy_lookup=self._policy,
             media=self.media,
             sink=self,
@@ -86,6 +88,19 @@ class IngestNode:
 
     def _trunk(self, username: str) -> TrunkCredential | None:
         return self.trunks.get(username)
+
+    def _active_trunk(self, trunk_id: str) -> TrunkCredential | None:
+        return next(
+            (c for c in self.trunks.items().values() if c.trunk_id == trunk_id and c.active), None
+        )
+
+    def _trunk_changed(self, _username: str, cred: TrunkCredential | None) -> None:
+        if cred is not None:
+            self.uas.credential_changed(cred)
+
+    def _workspace_changed(self, _workspace_id: str, policy: WorkspacePolicy | None) -> None:
+        if policy is not None:
+            self.uas.workspace_changed(policy)
 
     def _policy(self, workspace_id: str) -> WorkspacePolicy | None:
         return self.workspaces.get(workspace_id)

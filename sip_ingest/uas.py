@@ -110,12 +110,14 @@ class IngestUAS:
         *,
         trunk_lookup: Callable[[str], TrunkCredential | None],
         policy_lookup: Callable[[str], WorkspacePolicy | None],
+        trunk_by_id: Callable[[str], TrunkCredential | None] | None = None,
         media: Media,
         sink: Sink,
     ) -> None:
         self.settings = settings
         cfg = settings.ingest
         self._trunk = trunk_lookup
+        self._trunk_by_id = trunk_by_id
         self._policy = policy_lookup
         self._media = media
         self._sink = sink
@@ -516,6 +518,47 @@ class IngestUAS:
             self._end(active, "TIMEOUT", send_bye=False)
         else:  # any other final answer proves the peer still holds the dialog
             active.last_refresh = time.monotonic()
+
+    # -- control changes ---------------------------------------------------------------------
+
+    def credential_changed(self, cred: TrunkCredential) -> int:
+        """A trunk was revoked: end its calls in progress (BYE), so a stolen password cannot
+        keep the calls it already has. A rotation also revokes the old username but leaves the
+        trunk an active successor: its calls go on, since a planned rotation must not drop
+        traffic. Returns the number of calls ended."""
+        if cred.active:
+            return 0
+        successor = self._trunk_by_id(cred.trunk_id) if self._trunk_by_id else None
+        if successor is not None and successor.active:
+            return 0
+        return self._terminate(
+            lambda a: (a.call.workspace_id, a.call.trunk_id) == (cred.workspace_id, cred.trunk_id),
+            "credential revoked", target=f"trunk:{cred.trunk_id}",
+        )  # fmt: skip
+
+    def workspace_changed(self, policy: WorkspacePolicy) -> int:
+        """An erased (deleted) workspace takes no more calls: end those in progress."""
+        if not policy.deleted:
+            return 0
+        return self._terminate(
+            lambda a: a.call.workspace_id == policy.workspace_id, "workspace erased",
+            target=f"workspace:{policy.workspace_id}",
+        )  # fmt: skip
+
+    def _terminate(self, which: Callable[[ActiveCall], bool], reason: str, *, target: str) -> int:
+        doomed = [a for a in self.calls.values() if not a.ended and which(a)]
+        for active in doomed:
+            call = active.call
+            self._sink.audit(audit_event(
+                "sip.call.terminated", actor_kind="SERVICE",
+                actor_id=f"ingest:{self.settings.ingest.node_id}", outcome="DENIED",
+                workspace_id=call.workspace_id, target=target,
+                details={"call_id": call.call_id, "reason": reason},
+            ))  # fmt: skip
+            self._sink.count("calls_terminated", reason=reason)
+            log.info("sip_call_terminated", call_id=call.call_id, reason=reason)
+            self._end(active, "REJECTED", send_bye=True)
+        return len(doomed)
 
     # -- pieces ------------------------------------------------------------------------------
 

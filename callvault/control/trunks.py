@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -89,13 +90,17 @@ class IssuedCredential:
         return {**self.credential.to_json(), "password": self.password}
 
 
-def trunk_view(settings: Settings) -> CompactedView[TrunkCredential]:
+def trunk_view(
+    settings: Settings, on_change: Callable[[str, TrunkCredential | None], None] | None = None
+) -> CompactedView[TrunkCredential]:
+    """Credentials by digest username (what a REGISTER or INVITE names)."""
     return CompactedView(
         kafka_options(settings),
         Topics(settings).name("control.trunks"),
         "TrunkCredential",
         TrunkCredential.from_record,
         request_timeout_s=settings.kafka.request_timeout_s,
+        on_change=on_change,
     )
 
 

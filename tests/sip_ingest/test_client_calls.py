@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import socket
+import time
 
 import pytest
 from cryptography import x509
@@ -15,10 +16,11 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from callvault.control.trunks import TrunkDirectory
 from sip_ingest.client import CallFailed, CallOptions, place_call
 from sip_ingest.media.wav import encode_g711, sine_pcm16
 from tests.sip_ingest.conftest import NodeEnv, free_port, node_settings, start_node
-from tests.sip_ingest.test_sipp_calls import audio_of, call_events
+from tests.sip_ingest.test_sipp_calls import audio_of, audit_actions, call_events
 
 pytestmark = pytest.mark.integration
 
@@ -241,3 +243,40 @@ async def test_repeated_auth_failures_from_one_source_are_rate_limited(stack_set
         assert await call_events(env) == []
     finally:
         await env.node.stop()
+
+
+async def _call_up(env: NodeEnv, task: asyncio.Task) -> None:
+    """Until the node holds the call (answered), or the call attempt failed."""
+    while not any(a.answered for a in env.node.uas.calls.values()):
+        assert not task.done(), task.exception()
+        await asyncio.sleep(0.02)
+
+
+async def test_revoking_a_trunk_ends_its_calls_in_progress_and_rotation_does_not(
+    node_env: NodeEnv,
+):
+    audio = encode_g711(sine_pcm16(440, 200), "PCMU")
+    call = asyncio.create_task(place_call(options(node_env, audio=audio, hold_s=30.0)))
+    await _call_up(node_env, call)
+    async with TrunkDirectory(node_env.settings, actor="test") as trunks:
+        # a planned rotation revokes the old username but keeps the trunk: the call goes on
+        rotated = await trunks.rotate("pbx1")
+        await node_env.node.trunks.sync()
+        assert not call.done() and len(node_env.node.uas.calls) == 1
+        # revoking the trunk (a leaked password) ends the call it already has, at once
+        t0 = time.monotonic()
+        await trunks.revoke("pbx1")
+        with pytest.raises(CallFailed, match="the node ended the call"):
+            await asyncio.wait_for(call, 10)
+    print(f"revocation -> BYE to the call in progress: {(time.monotonic() - t0) * 1000:.0f} ms")
+    ended = [e for e in await call_events(node_env) if e["kind"] == "ENDED"]
+    assert [e["end_reason"] for e in ended] == ["REJECTED"]
+    actions = await audit_actions(node_env)
+    [terminated] = [a for a in actions if a["action"] == "sip.call.terminated"]
+    assert terminated["details"]["reason"] == "credential revoked"
+    assert terminated["target"] == "trunk:pbx1" and terminated["outcome"] == "DENIED"
+    # and the next attempt, with the old or the rotated password, is refused
+    for user, password in ((node_env.trunk.credential.username, node_env.trunk.password),
+                           (rotated.credential.username, rotated.password)):  # fmt: skip
+        with pytest.raises(CallFailed, match="403"):
+            await place_call(options(node_env, username=user, password=password, audio=audio))
