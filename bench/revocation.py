@@ -120,6 +120,7 @@ async def calls_ended(n: int) -> list[float]:
 
 async def raw_latency(n: int) -> list[float]:
     settings = load_settings()
+    await ensure_topics(settings, [Topics(settings).specs["audit.events"]])
     topic = Topics(settings).audit_events
     consumer = AIOKafkaConsumer(**kafka_options(settings), group_id=None)
     producer = AIOKafkaProducer(**kafka_options(settings), acks="all")
