@@ -35,6 +35,7 @@ from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, emit_table, json_option
 from callvault.control.erasure import ErasureDirectory, ErasureKind, subject_hash
 from callvault.control.rbac import Permission
+from callvault.control.trunks import TrunkDirectory
 from callvault.control.workspaces import WorkspaceDirectory
 from callvault.errors import ControlError
 from callvault.settings import Settings
@@ -77,7 +78,8 @@ def erase_workspace(
 ) -> None:  # fmt: skip
     """Erase WORKSPACE_ID (contract termination): every recording, transcript, row and key.
 
-    The workspace stops taking calls at once; its id cannot be reused. The audit trail is kept
+    The workspace stops taking calls at once (calls in progress are ended, its trunks revoked);
+    its id cannot be reused. The audit trail is kept
     (ids and counts only) for its own retention. Needs erasure.execute and workspace.manage.
     """
     settings = get_settings(ctx)
@@ -130,6 +132,11 @@ async def _erase(
             raise ControlError(f"workspace {workspace_id!r} does not exist")
         if kind == "WORKSPACE":
             await workspaces.mark_deleted(workspace_id)
+    if kind == "WORKSPACE":  # its PBXs are cut off too (each revocation audited)
+        async with TrunkDirectory(settings, actor=actor) as trunks:
+            for cred in trunks.list(workspace_id):
+                if cred.active:
+                    await trunks.revoke(cred.trunk_id)
     async with ErasureDirectory(settings) as d:
         request = await d.request(
             kind, workspace_id, requested_by=actor, reason=reason,

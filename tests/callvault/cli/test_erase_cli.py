@@ -186,7 +186,8 @@ def test_subject_and_workspace_erasure_with_signed_certificates(
                       "--out", str(tmp_path / "again.json"), token=admin))  # fmt: skip
     assert again["objects_deleted"] == 0 and again["rows_deleted"] == {}
 
-    # the workspace's erasure (contract termination), by an owner
+    # the workspace's erasure (contract termination), by an owner: its trunks are revoked too
+    trunk = _json(cli("trunk", "create", "pbx9", "--workspace", "acme", "--json", token=owner))
     result = _json(cli("erase", "workspace", "acme", "--yes", "--json", "--out",
                        str(tmp_path / "ws.json"), token=owner))  # fmt: skip
     assert result["rows_deleted"]["callvault.calls"] == 1  # c3 was all that was left
@@ -198,6 +199,8 @@ def test_subject_and_workspace_erasure_with_signed_certificates(
     assert _count(settings, "calls", "workspace_id = 'beta'") == 1
     code, _, _ = cli("certificate", "verify", str(tmp_path / "ws.json"))
     assert code == 0
+    [cred] = [t for t in _json(cli("trunk", "list", "--json")) if t["trunk_id"] == "pbx9"]
+    assert cred["username"] == trunk["username"] and cred["status"] == "REVOKED"
     code, _, err = cli("workspace", "create", "acme", "--region", "eu")
     assert code == EXIT_REFUSED and "erased workspace" in err
     listed = _json(cli("certificate", "list", "--workspace", "acme", "--json", token=owner))
