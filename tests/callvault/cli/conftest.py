@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 
@@ -33,3 +34,26 @@ def cli(settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
         return code, out, err
 
     return invoke
+
+
+@pytest.fixture
+def users(cli):
+    """``users("acme", olivia="owner", mia="member")`` -> each user's token: the first user is
+    bootstrapped as the workspace's owner, the others are invited by them."""
+
+    def make(workspace: str, **roles: str) -> dict[str, str]:
+        tokens: dict[str, str] = {}
+        for user, role in roles.items():
+            if tokens:
+                owner = next(iter(tokens.values()))
+                args, token = ("--json",), owner
+            else:
+                assert role == "owner", "the first user is bootstrapped as owner"
+                args, token = ("--bootstrap", "--json"), None
+            code, out, err = cli("user", "create", user, "--workspace", workspace, "--role",
+                                 role, *args, token=token)  # fmt: skip
+            assert code == 0, err
+            tokens[user] = json.loads(out)["token"]
+        return tokens
+
+    return make

@@ -50,13 +50,9 @@ def _refused(result: tuple[int, str, str], *needles: str) -> None:
         assert needle in err, err
 
 
-def test_commands_check_the_role_in_the_workspace(settings, cli):
-    owner = _json(cli("user", "create", "olivia", "--workspace", "acme", "--role", "owner",
-                      "--bootstrap", "--json"))["token"]  # fmt: skip
-    member = _json(cli("user", "create", "mia", "--workspace", "acme", "--role", "member",
-                       "--json", token=owner))["token"]  # fmt: skip
-    auditor = _json(cli("user", "create", "aud", "--workspace", "acme", "--role", "auditor",
-                        "--json", token=owner))["token"]  # fmt: skip
+def test_commands_check_the_role_in_the_workspace(settings, cli, users):
+    tokens = users("acme", olivia="owner", mia="member", aud="auditor")
+    owner, member, auditor = tokens["olivia"], tokens["mia"], tokens["aud"]
 
     # workspace policy: retention is the owner's; per-agent recording is agent configuration
     _refused(cli("workspace", "set", "acme", "--retention-days", "30", token=member),

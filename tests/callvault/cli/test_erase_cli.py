@@ -104,6 +104,7 @@ async def _destroyed(settings, ws: str, call: str | None) -> bool:
 def test_subject_and_workspace_erasure_with_signed_certificates(
     settings,
     cli,
+    users,
     worker_factory,  # noqa: F811 (the fixture imported above)
     tmp_path: Path,
 ):
@@ -118,12 +119,8 @@ def test_subject_and_workspace_erasure_with_signed_certificates(
         assert _count(settings, table, f"call_id = '{c1}'") >= 1
 
     # who may: an analyst lacks erasure.execute; an admin lacks workspace.manage
-    owner = _json(cli("user", "create", "olivia", "--workspace", "acme", "--role", "owner",
-                      "--bootstrap", "--json"))["token"]  # fmt: skip
-    analyst = _json(cli("user", "create", "ana", "--workspace", "acme", "--role", "analyst",
-                        "--json", token=owner))["token"]  # fmt: skip
-    admin = _json(cli("user", "create", "adam", "--workspace", "acme", "--role", "admin",
-                      "--json", token=owner))["token"]  # fmt: skip
+    tokens = users("acme", olivia="owner", ana="analyst", adam="admin")
+    owner, analyst, admin = tokens["olivia"], tokens["ana"], tokens["adam"]
     code, _, err = cli("erase", "subject", "--workspace", "acme", "--phone", SUBJECT,
                        token=analyst)  # fmt: skip
     assert code == EXIT_REFUSED and "lacks erasure.execute" in err
