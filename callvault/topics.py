@@ -78,6 +78,9 @@ class Topics:
             self._spec("deadletter.siem", 1, {"retention.ms": str(30 * DAY_MS)}),
             self._spec("control.workspaces", 1, _COMPACTED),
             self._spec("control.trunks", 1, _COMPACTED),
+            # dialled extension -> AI agent, keyed "<workspace>/<extension>"; removal is a
+            # tombstone (callvault/control/extensions.py)
+            self._spec("control.extensions", 1, _COMPACTED),
             self._spec("control.keys", 1, _COMPACTED),
             self._spec("control.erasure", 1, _COMPACTED),
             # signed deletion certificates, keyed by the erasure request they complete

@@ -1,7 +1,8 @@
 """The ingest node process: SIP transports + UAS + RTP media + Kafka publisher + agent API.
 
-Control state (trunk credentials, workspace policies) comes from live views of the compacted
-control topics, so a revoked credential is refused as soon as this node has read the revocation.
+Control state (trunk credentials, workspace policies, extensions) comes from live views of the
+compacted control topics, so a revoked credential is refused as soon as this node has read the
+revocation, and a call to an extension reaches the agent it points to now.
 Everything the node produces leaves through the :class:`Publisher`, which never blocks the media
 loop and spools to disk while Kafka is away.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter
 
+from callvault.control.extensions import extension_view, lookup_in
 from callvault.control.trunks import TrunkCredential, trunk_view
 from callvault.control.workspaces import WorkspacePolicy, workspace_view
 from callvault.settings import Settings
@@ -50,6 +52,9 @@ class IngestNode:
         # revocations and erasures also end the calls in progress (IngestUAS._terminate)
         self.trunks = trunk_view(settings, on_change=self._trunk_changed)
         self.workspaces = workspace_view(settings, on_change=self._workspace_changed)
+        # dialled extension -> agent: a change applies to calls set up after it, not to calls
+        # in progress (their recording decision was made, and published, at setup)
+        self.extensions = extension_view(settings)
         self.media = MediaBridge(
             settings,
             publish_chunk=self._publish_chunk,
@@ -60,6 +65,7 @@ class IngestNode:
             trunk_lookup=self._trunk,
             trunk_by_id=self._active_trunk,
             policy_lookup=self._policy,
+            extension_lookup=self._extension_agent,
             media=self.media,
             sink=self,
         )
@@ -105,6 +111,10 @@ class IngestNode:
     def _policy(self, workspace_id: str) -> WorkspacePolicy | None:
         return self.workspaces.get(workspace_id)
 
+    def _extension_agent(self, workspace_id: str, dialled: str) -> str | None:
+        ext = lookup_in(self.extensions, workspace_id, dialled)
+        return ext.agent_id if ext is not None else None
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -112,6 +122,7 @@ class IngestNode:
         await self.publisher.start()
         await self.trunks.start()
         await self.workspaces.start()
+        await self.extensions.start()
         self.uas.start()
         loop = asyncio.get_running_loop()
         drop = lambda reason: self.metrics.count("sip_dropped", reason=reason)  # noqa: E731
@@ -156,6 +167,7 @@ class IngestNode:
                 await self._api.stop()
         await self.trunks.stop()
         await self.workspaces.stop()
+        await self.extensions.stop()
         await self.publisher.stop()
 
 

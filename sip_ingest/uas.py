@@ -37,6 +37,7 @@ from sip_ingest.sip.errors import AuthError, SipError, UnsupportedExtension
 from sip_ingest.sip.message import (
     SipRequest,
     SipResponse,
+    SipUri,
     apply_rport,
     make_response,
     parse_cseq,
@@ -111,6 +112,7 @@ class IngestUAS:
         trunk_lookup: Callable[[str], TrunkCredential | None],
         policy_lookup: Callable[[str], WorkspacePolicy | None],
         trunk_by_id: Callable[[str], TrunkCredential | None] | None = None,
+        extension_lookup: Callable[[str, str], str | None] | None = None,
         media: Media,
         sink: Sink,
     ) -> None:
@@ -119,6 +121,8 @@ class IngestUAS:
         self._trunk = trunk_lookup
         self._trunk_by_id = trunk_by_id
         self._policy = policy_lookup
+        #: (workspace, dialled user part) -> agent id of that extension, None if none
+        self._extension = extension_lookup
         self._media = media
         self._sink = sink
         self.auth = DigestAuthenticator(
@@ -675,7 +679,7 @@ class IngestUAS:
             rec_caller, rec_callee = metadata.caller_callee()
             caller = (rec_caller.number if rec_caller else None) or caller
             callee = (rec_callee.number if rec_callee else None) or callee
-        agent = req.headers.get("X-Callvault-Agent") or to_user or None
+        agent = self._agent_for(req, cred.workspace_id, to_user)
         header_off = (req.headers.get("X-Callvault-Recording") or "").strip().lower() == "off"
         rule = policy.suppression_for(
             caller=caller, callee=callee, agent_id=agent, trunk_id=cred.trunk_id
@@ -695,6 +699,34 @@ class IngestUAS:
             suppression_reason=reason,
             siprec=metadata is not None,
         )
+
+    def _agent_for(self, req: SipRequest, workspace_id: str, to_user: str) -> str | None:
+        """The agent the call is attributed to: the ``X-Callvault-Agent`` header, else the agent
+        of the extension dialled (To user, then the Request-URI user, which a PBX may have
+        retargeted), else the To user itself.
+
+        Why it matters: the agent id selects per-agent recording and ``agent:`` suppression, so
+        a PBX that dials ``201`` must be treated as calling the agent ``201`` routes to. The
+        header wins because it is the PBX stating the agent outright; the To-user fallback keeps
+        deployments that dial agent ids directly working.
+        """
+        header = req.headers.get("X-Callvault-Agent")
+        if header:
+            return header
+        if self._extension is not None:
+            candidates = [to_user]
+            try:
+                ruri = req.request_uri
+            except SipError:  # an unparsable Request-URI only loses this fallback
+                ruri = None
+            ruri_user = ruri.user if isinstance(ruri, SipUri) else None
+            if ruri_user and ruri_user != to_user:
+                candidates.append(ruri_user)
+            for dialled in candidates:
+                agent = self._extension(workspace_id, dialled) if dialled else None
+                if agent:
+                    return agent
+        return to_user or None
 
     @staticmethod
     def _roles(negotiated: list[NegotiatedMedia], metadata: Any) -> list[LegRole]:

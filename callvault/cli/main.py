@@ -26,6 +26,7 @@ _COMMANDS: dict[str, str] = {
     "query": "callvault.cli.query:query",
     "demo": "callvault.cli.demo:demo",
     "trunk": "callvault.cli.trunk:trunk",
+    "extension": "callvault.cli.extension:extension",
     "ingest": "callvault.cli.ingest:ingest",
     "call": "callvault.cli.call:call",
     "tls": "callvault.cli.tls:tls",

@@ -1,8 +1,9 @@
 """The write side of a control topic: a live view plus an idempotent producer.
 
-Every directory (workspaces, trunks, later keys and erasure requests) writes the same way —
+Every directory (workspaces, trunks, extensions, keys, erasure requests) writes the same way —
 encode, send with acks=all, then wait until its own view shows the write — so a command that
-returns has made its change visible to every reader that syncs.
+returns has made its change visible to every reader that syncs. Deleting a key is the same
+with a tombstone (:meth:`ControlDirectory._delete`): compaction then drops it from the log.
 """
 
 from __future__ import annotations
@@ -65,4 +66,16 @@ class ControlDirectory(Generic[T]):
             )
         except KafkaError as exc:
             raise KafkaUnavailable(f"could not write {self.schema}: {exc}") from exc
+        await self._view.wait_applied(sent.partition, sent.offset)
+
+    async def _delete(self, key: str) -> None:
+        """Write a tombstone for ``key`` and wait until this directory's view has dropped it.
+
+        A tombstone (null value), not a "deleted" flag, when nothing about the key must
+        outlive it: compaction removes the key from the log within ``max.compaction.lag.ms``.
+        """
+        try:
+            sent = await self.producer.send_and_wait(self._view.topic, key=key.encode(), value=None)
+        except KafkaError as exc:
+            raise KafkaUnavailable(f"could not delete {self.schema} {key!r}: {exc}") from exc
         await self._view.wait_applied(sent.partition, sent.offset)

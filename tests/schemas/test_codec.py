@@ -204,6 +204,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "updated_at": T0,
         "rotated_from": "acme-eu-7@2",
     },
+    "Extension": {
+        "workspace_id": "ws-acme-eu",
+        "extension": "+442071838750",
+        "agent_id": "agent-ai-frontdesk",
+        "label": "front desk",
+        "version": 2,
+        "updated_at": T0,
+        "updated_by": "olivia",
+    },
     "IdentityRecord": {
         "id": "token:3f9a0c1d2e4b",
         "kind": "TOKEN",

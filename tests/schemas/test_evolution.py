@@ -45,6 +45,7 @@ RELEASED = {
     "CallEvent.v2": "583e1bbdced5f907",
     "DeadLetter.v1": "eb7c14e71a86fae6",
     "DeletionCertificate.v1": "e3d5daa492c5f384",
+    "Extension.v1": "54b41f34f4e85dd6",
     "IdentityRecord.v1": "cb2cf915a5be9434",
     "ErasureRequest.v1": "58df765c4b0abd55",
     "KeyRecord.v1": "17dd760c502a685e",

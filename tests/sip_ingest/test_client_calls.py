@@ -229,6 +229,31 @@ async def test_agent_with_recording_off_publishes_no_audio(node_env: NodeEnv):
     assert await audio_of(node_env, ended["call_id"]) == []
 
 
+async def test_call_to_an_extension_is_attributed_to_its_agent_and_its_policy(
+    node_env: NodeEnv,
+):
+    from callvault.control.extensions import ExtensionDirectory
+    from callvault.control.workspaces import WorkspaceDirectory
+
+    async with ExtensionDirectory(node_env.settings, actor="test") as x:
+        await x.add("acme", "201", agent_id="bot-7")
+    async with WorkspaceDirectory(node_env.settings) as d:
+        await d.update("acme", agent_recording={"bot-7": False})
+    # the node's live views have both changes: no waiting on time
+    await node_env.node.extensions.sync()
+    await node_env.node.workspaces.sync()
+    audio = encode_g711(sine_pcm16(440, 600), "PCMU")
+    outcome = await place_call(options(node_env, callee="201", audio=audio))
+    assert outcome.status == 200
+    events = await call_events(node_env)
+    assert events and {(e["agent_id"], e["recording_enabled"]) for e in events} == {
+        ("bot-7", False)
+    }
+    ended = events[-1]
+    assert ended["kind"] == "ENDED" and ended["callee_number"] == "201"  # the number stays
+    assert await audio_of(node_env, ended["call_id"]) == []
+
+
 async def test_repeated_auth_failures_from_one_source_are_rate_limited(stack_settings, tmp_path):
     env = await start_node(
         node_settings(stack_settings, tmp_path, auth_failures_per_minute=3), tmp_path

@@ -9,13 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from callvault.cli.main import EXIT_REFUSED
-from callvault.control.workspaces import WorkspaceDirectory
 from callvault.settings import Settings
-from callvault.topics import Topics, ensure_topics
-from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.cli.helpers import control_settings, ok_json, refused
 from tests.callvault.control.keyenv import audit_events
-from tests.conftest import topic_prefix
 
 pytestmark = pytest.mark.integration
 
@@ -25,29 +21,7 @@ TOPICS = ("control.identities", "control.workspaces", "control.keys", "audit.eve
 
 @pytest.fixture
 def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
-    settings = stack_settings.model_copy(
-        update={
-            "home": tmp_path / "home",
-            "kafka": stack_settings.kafka.model_copy(update={"topic_prefix": topic_prefix("a")}),
-        }
-    )
-
-    async def setup() -> None:
-        topics = Topics(settings)
-        await ensure_topics(settings, [topics.specs[name] for name in TOPICS])
-        async with WorkspaceDirectory(settings) as d:
-            await d.create("acme", region="eu")
-            await d.create("globex", region="eu")
-
-    asyncio.run(setup())
-    return settings
-
-
-def _refused(result: tuple[int, str, str], *needles: str) -> None:
-    code, _, err = result
-    assert code == EXIT_REFUSED, err
-    for needle in needles:
-        assert needle in err, err
+    return control_settings(stack_settings, tmp_path, "a", TOPICS, {"acme": "eu", "globex": "eu"})
 
 
 def test_commands_check_the_role_in_the_workspace(settings, cli, users):
@@ -55,46 +29,46 @@ def test_commands_check_the_role_in_the_workspace(settings, cli, users):
     owner, member, auditor = tokens["olivia"], tokens["mia"], tokens["aud"]
 
     # workspace policy: retention is the owner's; per-agent recording is agent configuration
-    _refused(cli("workspace", "set", "acme", "--retention-days", "30", token=member),
+    refused(cli("workspace", "set", "acme", "--retention-days", "30", token=member),
              "lacks workspace.manage")  # fmt: skip
-    changed = _json(cli("workspace", "set", "acme", "--agent-recording", "bot-7=off", "--json",
+    changed = ok_json(cli("workspace", "set", "acme", "--agent-recording", "bot-7=off", "--json",
                         token=member))  # fmt: skip
     assert changed[0]["agent_recording"] == {"bot-7": False}
-    assert _json(cli("workspace", "set", "acme", "--retention-days", "30", "--json",
+    assert ok_json(cli("workspace", "set", "acme", "--retention-days", "30", "--json",
                      token=owner))[0]["retention_days"] == 30  # fmt: skip
-    _refused(cli("workspace", "set", "globex", "--retention-days", "30", token=owner),
+    refused(cli("workspace", "set", "globex", "--retention-days", "30", token=owner),
              "not a member of workspace 'globex'")  # fmt: skip
     # creating workspaces, master keys: the platform operator's, never a workspace role's
-    _refused(cli("workspace", "create", "newco", "--region", "eu", token=owner), "operator")
-    _refused(cli("keys", "init", token=owner), "operator")
-    _refused(cli("keys", "rotate-master", token=owner), "operator")
+    refused(cli("workspace", "create", "newco", "--region", "eu", token=owner), "operator")
+    refused(cli("keys", "init", token=owner), "operator")
+    refused(cli("keys", "rotate-master", token=owner), "operator")
     # a token holder sees only their workspaces
-    assert [p["workspace_id"] for p in _json(cli("workspace", "list", "--json", token=member))] \
+    assert [p["workspace_id"] for p in ok_json(cli("workspace", "list", "--json", token=member))] \
         == ["acme"]  # fmt: skip
-    _refused(cli("workspace", "get", "globex", token=member), "not a member")
-    assert len(_json(cli("workspace", "list", "--json"))) == 2  # the operator sees all
+    refused(cli("workspace", "get", "globex", token=member), "not a member")
+    assert len(ok_json(cli("workspace", "list", "--json"))) == 2  # the operator sees all
 
     # keys: shredding needs erasure.execute / workspace.manage; listing needs audit.read
-    _refused(cli("keys", "shred-call", "acme", "c-1", "--yes", token=member),
+    refused(cli("keys", "shred-call", "acme", "c-1", "--yes", token=member),
              "lacks erasure.execute")  # fmt: skip
-    _refused(cli("keys", "shred-workspace", "acme", "--yes", token=member),
+    refused(cli("keys", "shred-workspace", "acme", "--yes", token=member),
              "lacks workspace.manage")  # fmt: skip
-    _refused(cli("keys", "list", token=auditor), "--workspace is required")
-    assert _json(cli("keys", "list", "--workspace", "acme", "--json", token=auditor)) == []
-    _refused(cli("keys", "list", "--workspace", "acme", token=member), "lacks audit.read")
-    shred = _json(cli("keys", "shred-call", "acme", "c-1", "--yes", "--json", token=owner))
+    refused(cli("keys", "list", token=auditor), "--workspace is required")
+    assert ok_json(cli("keys", "list", "--workspace", "acme", "--json", token=auditor)) == []
+    refused(cli("keys", "list", "--workspace", "acme", token=member), "lacks audit.read")
+    shred = ok_json(cli("keys", "shred-call", "acme", "c-1", "--yes", "--json", token=owner))
     assert shred["marker_key_id"]  # no key yet: a marker so none can be minted later
 
     # queries are per workspace for token holders
-    _refused(cli("query", "SELECT 1", token=member), "--workspace is required")
-    _refused(cli("query", "--workspace", "globex", "SELECT 1", token=member), "not a member")
+    refused(cli("query", "SELECT 1", token=member), "--workspace is required")
+    refused(cli("query", "--workspace", "globex", "SELECT 1", token=member), "not a member")
 
     # the audit trail: audit.read, and a token holder exports one workspace's part
-    _refused(cli("audit", "export", token=auditor), "--workspace is required")
-    _refused(cli("audit", "export", "--workspace", "acme", token=member), "lacks audit.read")
-    _refused(cli("audit", "verify", token=member), "lacks audit.read")
+    refused(cli("audit", "export", token=auditor), "--workspace is required")
+    refused(cli("audit", "export", "--workspace", "acme", token=member), "lacks audit.read")
+    refused(cli("audit", "verify", token=member), "lacks audit.read")
     # the auditor passes the gate (and this test home has no chain key to verify with)
-    _refused(cli("audit", "verify", token=auditor), "no audit public key")
+    refused(cli("audit", "verify", token=auditor), "no audit public key")
 
     events = asyncio.run(audit_events(settings))
     seen = {(e["action"], e["outcome"], e["actor"]["id"]) for e in events}

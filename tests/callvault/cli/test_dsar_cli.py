@@ -27,7 +27,7 @@ from callvault.topics import Topics, ensure_topics
 from callvault.worker_process import WorkerProcess, wait_caught_up
 from sinks.recordings.mp3 import iter_frames
 from streams.metadata import mask_number, normalise_number, number_hash
-from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.cli.helpers import ok_json as _json
 from tests.callvault.cli.test_recordings_cli import store_finished_call
 from tests.callvault.control.keyenv import audit_events
 from tests.conftest import module_topic_prefix

@@ -22,7 +22,7 @@ from callvault.topics import ensure_topics
 from callvault.worker_process import wait_caught_up
 from sinks.objects import layout
 from sinks.objects.store import ObjectStore
-from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.cli.helpers import ok_json as _json
 from tests.callvault.control.keyenv import audit_events
 from tests.streams.conftest import group_of, isolated_settings, worker_factory  # noqa: F401
 from tests.streams.test_sealing_slice import _all_topics, _chunk, _segment

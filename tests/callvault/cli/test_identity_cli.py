@@ -17,6 +17,7 @@ from callvault.control.workspaces import WorkspaceDirectory
 from callvault.errors import PermissionDenied
 from callvault.settings import Settings
 from callvault.topics import Topics, ensure_topics
+from tests.callvault.cli.helpers import ok_json as _json
 from tests.callvault.control.keyenv import audit_events
 from tests.conftest import topic_prefix
 
@@ -43,12 +44,6 @@ def settings(stack_settings: Settings, tmp_path: Path) -> Settings:
 
     asyncio.run(setup())
     return settings
-
-
-def _json(result: tuple[int, str, str]) -> Any:
-    code, out, err = result
-    assert code == 0, err
-    return json.loads(out)
 
 
 def _events(settings: Settings) -> list[dict[str, Any]]:

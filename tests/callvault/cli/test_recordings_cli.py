@@ -23,7 +23,7 @@ from sinks.recordings.archive import Archiver
 from sinks.recordings.mp3 import iter_frames
 from sinks.recordings.staging import EndedCall, Staging
 from streams.governance import CallKey, seal_audio_chunk, seal_transcript_segment
-from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.cli.helpers import ok_json as _json
 from tests.callvault.control.keyenv import audit_events
 from tests.conftest import topic_prefix
 from tests.streams.test_sealing_slice import _chunk, _segment

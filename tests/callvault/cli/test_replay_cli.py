@@ -27,7 +27,7 @@ from callvault.topics import Topics, ensure_topics
 from schemas.codec import get_codec
 from streams.governance import CallKey, seal_audio_chunk, seal_transcript_segment
 from streams.metadata import seal_call_event
-from tests.callvault.cli.test_identity_cli import _json
+from tests.callvault.cli.helpers import ok_json as _json
 from tests.callvault.control.keyenv import audit_events
 from tests.conftest import topic_prefix
 from tests.kafka_read import read_all
