@@ -54,3 +54,8 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=True,
     )
+    if settings.plaintext_links_allowed:  # an exception to "encrypted everywhere": say so
+        structlog.get_logger(__name__).warning(
+            "plaintext_links_allowed", links=list(settings.plaintext_links_allowed),
+            environment=settings.environment,
+        )  # fmt: skip

@@ -317,6 +317,13 @@ class DevStackSettings(BaseModel):
     start_timeout_s: float = Field(90.0, gt=0)
 
 
+def _loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CALLVAULT_",
@@ -338,6 +345,11 @@ class Settings(BaseSettings):
     hash_pepper: SecretStr = SecretStr(DEV_HASH_PEPPER)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
+    #: Production refuses plaintext links to S3 and ClickHouse (and non-loopback plain-HTTP
+    #: APIs): "encrypted between internal services". Names the links allowed in clear anyway,
+    #: e.g. ("s3", "clickhouse") for containers on one private bridge network; every process
+    #: logs the exception at start. Call content on those links is sealed either way.
+    plaintext_links_allowed: tuple[Literal["s3", "clickhouse", "http-api"], ...] = ()
 
     kafka: KafkaSettings = KafkaSettings()
     s3: S3Settings = S3Settings()
@@ -380,7 +392,32 @@ class Settings(BaseSettings):
             raise ValueError("kafka.tls must be on in production: raw call audio crosses it")
         if self.siem.hec_url is not None and not self.siem.hec_url.startswith("https://"):
             raise ValueError("siem.hec_url must be https in production: the HEC token crosses it")
+        self._internal_links_encrypted()
         return self
+
+    def _internal_links_encrypted(self) -> None:
+        """Production: every link between services is TLS, or loopback, or named in
+        ``plaintext_links_allowed`` (an explicit, logged exception)."""
+        allowed = set(self.plaintext_links_allowed)
+        dsn = self.clickhouse.dsn.get_secret_value() if self.clickhouse.dsn else ""
+        checks = (
+            ("s3", "s3.endpoint", self.s3.endpoint, "the S3 keys and object metadata cross it"),
+            ("clickhouse", "clickhouse.dsn", dsn, "its password and the metadata rows cross it"),
+        )
+        for link, key, url, why in checks:
+            if url.startswith("http://") and not _loopback(url) and link not in allowed:
+                raise ValueError(
+                    f"{key} must be https (or chdb://, or loopback) in production: {why}; "
+                    f"to accept it in clear, add {link!r} to plaintext_links_allowed"
+                )
+        for key, host in (("worker.web_host", self.worker.web_host),
+                          ("ingest.api_host", self.ingest.api_host)):  # fmt: skip
+            if not _loopback(f"http://{host}") and "http-api" not in allowed:
+                raise ValueError(
+                    f"{key} must be a loopback address in production: the API speaks plain HTTP "
+                    "with a bearer token (put a TLS proxy in front, or add 'http-api' to "
+                    "plaintext_links_allowed)"
+                )
 
     @property
     def ingest_journal_dir(self) -> Path:

@@ -68,8 +68,8 @@ def test_settings_env_round_trips(monkeypatch):
 
 PRODUCTION_SECRETS = {
     "environment": "production",
-    "clickhouse": {"dsn": "http://h:8123", "workspace_secret": "ch-ws-prod"},
-    "s3": {"secret_key": "s3-prod"},
+    "clickhouse": {"dsn": "https://h:8443", "workspace_secret": "ch-ws-prod"},
+    "s3": {"secret_key": "s3-prod", "endpoint": "https://s3.eu.example"},
     "worker": {"query_token": "query-prod"},
     "hash_pepper": "pepper-prod",
     "ingest": {"api_token": "ingest-prod", "nonce_secret": "nonce-prod"},
@@ -94,3 +94,23 @@ def test_siem_settings_reach_a_worker_process(monkeypatch, tmp_path):
     for key, value in settings_env(s).items():
         monkeypatch.setenv(key, value)
     assert load_settings() == s
+
+
+def test_production_refuses_plaintext_internal_links_unless_named(monkeypatch):
+    assert load_settings(**PRODUCTION_SECRETS).environment == "production"
+    ch = {**PRODUCTION_SECRETS["clickhouse"], "dsn": "http://u:pw@clickhouse:8123"}
+    with pytest.raises(SettingsError, match=r"clickhouse\.dsn must be https"):
+        load_settings(**{**PRODUCTION_SECRETS, "clickhouse": ch})
+    s3 = {**PRODUCTION_SECRETS["s3"], "endpoint": "http://s3:8333"}
+    with pytest.raises(SettingsError, match=r"s3\.endpoint must be https"):
+        load_settings(**{**PRODUCTION_SECRETS, "s3": s3})
+    with pytest.raises(SettingsError, match=r"worker\.web_host must be a loopback"):
+        load_settings(**{**PRODUCTION_SECRETS, "worker": {"query_token": "q", "web_host": "::"}})
+    # loopback (a TLS sidecar) and embedded chDB are fine; so is an explicit, named exception
+    local = {**PRODUCTION_SECRETS, "s3": {**s3, "endpoint": "http://127.0.0.1:8333"}}
+    assert load_settings(**local).s3.endpoint.startswith("http://127.")
+    embedded = {**PRODUCTION_SECRETS["clickhouse"], "dsn": "chdb:///var/lib/callvault/chdb"}
+    assert load_settings(**{**PRODUCTION_SECRETS, "clickhouse": embedded})
+    monkeypatch.setenv("CALLVAULT_PLAINTEXT_LINKS_ALLOWED", '["s3", "clickhouse"]')
+    named = load_settings(**{**PRODUCTION_SECRETS, "clickhouse": ch, "s3": s3})
+    assert named.plaintext_links_allowed == ("s3", "clickhouse")
