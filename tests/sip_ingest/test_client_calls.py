@@ -300,6 +300,14 @@ async def test_revoking_a_trunk_ends_its_calls_in_progress_and_rotation_does_not
     [terminated] = [a for a in actions if a["action"] == "sip.call.terminated"]
     assert terminated["details"]["reason"] == "credential revoked"
     assert terminated["target"] == "trunk:pbx1" and terminated["outcome"] == "DENIED"
+    # the credential's lifecycle is in the trail: issued, rotated (naming the old username),
+    # revoked
+    lifecycle = {a["action"]: a for a in actions if a["action"].startswith("trunk.credential.")}
+    assert set(lifecycle) >= {"trunk.credential.rotate", "trunk.credential.revoke"}
+    assert lifecycle["trunk.credential.rotate"]["details"]["previous"] == (
+        node_env.trunk.credential.username
+    )
+    assert all(a["target"] == "trunk:pbx1" for a in lifecycle.values())
     # and the next attempt, with the old or the rotated password, is refused
     for user, password in ((node_env.trunk.credential.username, node_env.trunk.password),
                            (rotated.credential.username, rotated.password)):  # fmt: skip
