@@ -8,8 +8,8 @@ Shared by the governed downloads (``callvault recordings get``) and the subject-
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterator
+from datetime import date, datetime
 from typing import Any
 
 from callvault.crypto.envelope import Aad
@@ -43,6 +43,29 @@ async def locate_manifest(
         if await store.head(key) is not None:
             return _parse(await store.get(key))
     return None
+
+
+async def manifests(
+    store: ObjectStore, workspace_id: str, since: date, until: date
+) -> AsyncIterator[dict[str, Any]]:
+    """The manifests of the workspace's calls that started on days ``since``..``until``
+    (inclusive), newest day first; the day is read from the key, so no other day is listed."""
+    prefix = layout.workspace_prefix(workspace_id)
+    days: list[tuple[date, str]] = []
+    for year in await store.prefixes(prefix):
+        for month in await store.prefixes(year):
+            for day in await store.prefixes(month):
+                try:
+                    when = datetime.strptime(day[len(prefix) : -1], "%Y/%m/%d").date()
+                except ValueError:
+                    continue
+                if since <= when <= until:
+                    days.append((when, day))
+    for _, day in sorted(days, reverse=True):
+        for call in sorted(await store.prefixes(day)):
+            key = f"{call}{layout.MANIFEST}"
+            if await store.head(key) is not None:
+                yield _parse(await store.get(key))
 
 
 async def find_manifest(store: ObjectStore, workspace_id: str, call_id: str) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""``callvault recordings get`` and ``callvault transcripts get``: governed access for people.
+"""``callvault recordings list|get`` and ``callvault transcripts get``: governed access for people.
+
+``recordings list`` shows what is stored (metadata from the manifests, nothing decrypted) to
+whoever may view recordings (``recordings.view``); taking a copy is ``recordings get``.
 
 Each decrypts one artifact of one call from the region's bucket with the call's key, after the
 permission check (``recordings.download`` / ``transcripts.view`` in the call's workspace, when the
@@ -12,17 +15,18 @@ import asyncio
 import hashlib
 import os
 import sys
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from callvault.artifacts import artifact_aad, decrypt_artifact, find_manifest
-from callvault.audit import AuditLog, audit_event, cli_actor
+from callvault.artifacts import artifact_aad, decrypt_artifact, find_manifest, manifests
+from callvault.audit import AuditLog, audit_event, cli_actor, record_once
 from callvault.cli.asyncrun import run
-from callvault.cli.auth import authorize
+from callvault.cli.auth import actor_id, authorize
 from callvault.cli.main import get_settings
-from callvault.cli.output import emit_json, json_option
+from callvault.cli.output import emit_json, emit_table, iso_time, json_option
 from callvault.control.keys import open_keys
 from callvault.control.rbac import Permission
 from callvault.crypto.envelope import Aad
@@ -124,6 +128,62 @@ _workspace = click.option(
 @click.group()
 def recordings() -> None:
     """Call recordings in the region's bucket (MP3, encrypted per call)."""
+
+
+@recordings.command("list")
+@_workspace
+@click.option("--from", "since", callback=iso_time, help="Calls started on or after (ISO date).")
+@click.option("--to", "until", callback=iso_time, help="Calls started on or before (ISO date).")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@json_option
+@click.pass_context
+def recordings_list(
+    ctx: click.Context, workspace_id: str, since: datetime | None, until: datetime | None,
+    limit: int, as_json: bool,
+) -> None:  # fmt: skip
+    """The workspace's stored recordings (newest first; default: the last 7 days): call, start,
+    duration, artifacts, expiry. Metadata only, nothing is decrypted. Needs recordings.view;
+    audited (recording.list)."""
+    settings = get_settings(ctx)
+    today = datetime.now(UTC).date()
+    first = since.date() if since else today - timedelta(days=7)
+    last = until.date() if until else today
+    rows = run(_list(settings, workspace_id, first, last, limit))
+    if as_json:
+        emit_json(rows)
+        return
+    cols = ["call_id", "call_started_at", "duration_s", "artifacts", "expires_at"]
+    emit_table(f"recordings of {workspace_id}, {first} to {last}", cols,
+               [[r[c] for c in cols] for r in rows])  # fmt: skip
+
+
+async def _list(
+    settings: Settings, workspace_id: str, first: date, last: date, limit: int
+) -> list[dict[str, Any]]:
+    principal = await authorize(
+        settings, workspace_id, Permission.RECORDINGS_VIEW, action="recording.list"
+    )
+    store = ObjectStore(settings)
+    rows: list[dict[str, Any]] = []
+    try:
+        async for manifest in manifests(store, workspace_id, first, last):
+            arts = manifest["artifacts"]
+            rows.append({
+                "call_id": manifest["call_id"], "call_started_at": manifest["call_started_at"],
+                "duration_s": round((manifest.get("duration_ms") or 0) / 1000, 1),
+                "artifacts": ",".join(sorted(arts)), "expires_at": manifest["expires_at"],
+                "bytes": sum(int(a.get("size", 0)) for a in arts.values()),
+            })  # fmt: skip
+            if len(rows) >= limit:
+                break
+    finally:
+        store.close()
+    await record_once(settings, audit_event(
+        "recording.list", actor_kind="USER", actor_id=actor_id(principal),
+        workspace_id=workspace_id, target=f"workspace:{workspace_id}",
+        details={"from": first.isoformat(), "to": last.isoformat(), "listed": len(rows)},
+    ))  # fmt: skip
+    return rows
 
 
 @recordings.command("get")

@@ -96,11 +96,20 @@ async def store_finished_call(
     store.close()
 
 
-def test_people_get_what_their_role_allows_and_every_access_is_audited(settings, cli, tmp_path):
-    owner = _json(cli("user", "create", "olivia", "--workspace", "acme", "--role", "owner",
-                      "--bootstrap", "--json"))  # fmt: skip
-    member = _json(cli("user", "create", "mia", "--workspace", "acme", "--role", "member",
-                       "--json", token=owner["token"]))  # fmt: skip
+def test_people_get_what_their_role_allows_and_every_access_is_audited(
+    settings, cli, users, tmp_path
+):
+    tokens = users("acme", olivia="owner", mia="member", aud="auditor")
+    owner, member = {"token": tokens["olivia"]}, {"token": tokens["mia"]}
+
+    # who may view recordings sees what is stored (metadata only); an auditor may not
+    day = STARTED.date().isoformat()
+    listed = _json(cli("recordings", "list", "--workspace", "acme", "--from", day, "--to", day,
+                       "--json", token=member["token"]))  # fmt: skip
+    assert [(r["call_id"], r["artifacts"]) for r in listed] == [(CALL, "recording,transcript")]
+    assert listed[0]["duration_s"] == 2.0 and listed[0]["bytes"] > 0
+    code, _, err = cli("recordings", "list", "--workspace", "acme", token=tokens["aud"])
+    assert code != 0 and "lacks recordings.view" in err
 
     # an owner downloads the recording: an MP3 of the call's length, 0600, hash as stored
     out = tmp_path / "call.mp3"
@@ -124,6 +133,7 @@ def test_people_get_what_their_role_allows_and_every_access_is_audited(settings,
               for e in asyncio.run(audit_events(settings))]  # fmt: skip
     assert ("recording.download", "olivia", "SUCCESS", f"call:{CALL}") in events
     assert ("transcript.view", "mia", "SUCCESS", f"call:{CALL}") in events
+    assert ("recording.list", "mia", "SUCCESS", "workspace:acme") in events
     assert any(a == "recording.download" and who == "mia" and outcome == "DENIED"
                for a, who, outcome, _ in events)  # fmt: skip
 
