@@ -103,6 +103,10 @@ class AnalyticsWriter:
         self.rt = rt
         self.stage, self.schema = stage, schema
         self.sink = sink(rt.clickhouse, rt.settings.region)
+        # transcript dead letters go with the other content ones, without the (sealed) text
+        content = schema == "SealedTranscriptSegment"
+        self._dead_topic = rt.topics.name("deadletter.transcript") if content else None
+        self._keep_value = not content
 
     async def handle(self, events: Sequence[EventT]) -> None:
         rt = self.rt
@@ -122,7 +126,10 @@ class AnalyticsWriter:
                 self.sink.add(rec)
                 accepted.append((event, rec))
             except ResidencyViolation:
-                pending += await refuse_other_region(rt, self.stage, self.sink.region, event, rec)
+                pending += await refuse_other_region(
+                    rt, self.stage, self.sink.region, event, rec, topic=self._dead_topic,
+                    keep_value=self._keep_value,
+                )  # fmt: skip
         try:
             await self._flush()
         except SinkRejected:
@@ -164,7 +171,10 @@ class AnalyticsWriter:
         return out
 
     async def _dead(self, event: EventT, reason: str, exc: Exception) -> Awaitable[Any]:
-        return await self.rt.dead_letter(event, stage=self.stage, reason=reason, error=exc)
+        return await self.rt.dead_letter(
+            event, stage=self.stage, reason=reason, error=exc, topic=self._dead_topic,
+            keep_value=self._keep_value,
+        )  # fmt: skip
 
     async def _flush(self) -> None:
         await retry_transient(

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from callvault.analytics_client import query
 from callvault.settings import Settings
-from callvault.simulate import publish_events, simulated_calls
+from callvault.simulate import publish_events, publish_records, simulated_calls
 from callvault.topics import Topics
 from callvault.worker_process import committed_and_end, wait_caught_up
 from schemas.codec import get_codec
+from sinks.objects import layout
+from sinks.objects.store import ObjectStore
 from tests.kafka_read import read_all
 from tests.streams.conftest import group_of, isolated_settings
+from tests.streams.test_sealing_slice import _all_topics, _chunk, _segment
 
 pytestmark = pytest.mark.integration
 
@@ -93,27 +98,52 @@ async def test_poison_messages_are_dead_lettered_and_the_stream_continues(
 
 
 async def test_a_region_bound_sink_refuses_another_regions_records(slice_settings, worker_factory):
-    calls = list(simulated_calls("globex", 3, seed=5))  # globex lives in "na"; this worker is "eu"
+    """globex lives in "na"; this worker is "eu": its analytics sink and its recordings sink
+    (the region's bucket) refuse globex's sealed records, audit each refusal and dead-letter
+    them (content dead letters without the content)."""
+    calls = list(simulated_calls("globex", 3, seed=5))
     await publish_events(slice_settings, [ev for c in calls for ev in c.events])
+    first = calls[0]
+    started = first.events[0]["call_started_at"]
+    chunk = _chunk(first.call_id, 0, started=started, workspace="globex")
+    segment = _segment(first.call_id, "hello", started=started, workspace_id="globex")
+    await publish_records(slice_settings, "ingest.audio", "AudioChunk", [chunk])
+    await publish_records(slice_settings, "ingest.transcript", "TranscriptSegment", [segment])
     worker = worker_factory(slice_settings)
     await worker.wait_healthy()
+    t = Topics(slice_settings)
+    sealed = [t.name(f"sealed.{k}") for k in ("metadata", "audio", "transcript")]
     await wait_caught_up(
-        slice_settings, group_of(slice_settings), _topics(slice_settings), worker=worker
-    )
+        slice_settings, group_of(slice_settings), _all_topics(slice_settings) + sealed,
+        worker=worker,
+    )  # fmt: skip
 
     assert query(slice_settings, "SELECT count() FROM callvault.call_events").rows == [[0]]
-    dead = await read_all(slice_settings, Topics(slice_settings).deadletter_metadata)
+    dead = await read_all(slice_settings, t.deadletter_metadata)
     reasons = [get_codec().decode("DeadLetter", m.value)["reason"] for m in dead]
     assert len(reasons) == 9 and all(r.startswith("residency") for r in reasons)
+    for kind in ("audio", "transcript"):
+        letters = await read_all(slice_settings, t.name(f"deadletter.{kind}"))
+        decoded = [get_codec().decode("DeadLetter", m.value) for m in letters]
+        assert len(decoded) == 1 and decoded[0]["reason"].startswith("residency"), kind
+        assert not decoded[0]["value"], kind  # the sealed content is not kept
+    store = ObjectStore(slice_settings)
+    try:  # nothing of globex reached the eu bucket, not even staging
+        assert await store.list_objects(layout.staging_workspace_prefix("globex")) == []
+        assert await store.list_objects(layout.workspace_prefix("globex")) == []
+    finally:
+        store.close()
     audits = [
         get_codec().decode("AuditEvent", m.value)
-        for m in await read_all(slice_settings, Topics(slice_settings).audit_events)
+        for m in await read_all(slice_settings, t.audit_events)
     ]
     refused = [a for a in audits if a["action"] == "residency.refused"]
-    assert len(refused) == 9
     assert {(a["region"], a["details"]["record_region"], a["outcome"]) for a in refused} == {
         ("eu", "na", "DENIED")
     }
+    by_sink = Counter(a["actor"]["id"] for a in refused)
+    assert by_sink["sink:recordings.stage_audio"] == 1
+    assert by_sink["sink:analytics.calls"] == 9 and by_sink["sink:analytics.transcripts"] == 1
 
 
 async def test_sigkill_mid_stream_loses_nothing_and_duplicates_nothing(
