@@ -19,6 +19,7 @@ from typing import IO
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from callvault.errors import CallvaultError
 from callvault.kafka_client import kafka_options
@@ -153,7 +154,14 @@ async def wait_caught_up(
     """
     deadline = time.monotonic() + timeout_s
     while True:
-        committed, ends = await committed_and_end(settings, group, topics)
+        try:
+            committed, ends = await committed_and_end(settings, group, topics)
+        except KafkaError as exc:
+            # a fresh broker answers "coordinator not available" until __consumer_offsets is up
+            if not exc.retriable or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.25)
+            continue
         if all(committed[tp] >= end for tp, end in ends.items()):
             # the downstream topic may have grown while we looked: confirm once more
             committed2, ends2 = await committed_and_end(settings, group, topics)

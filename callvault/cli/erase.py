@@ -126,7 +126,7 @@ async def _erase(
     if kind == "WORKSPACE":
         await authorize(settings, workspace_id, Permission.WORKSPACE_MANAGE, action=action)
     actor = principal.user_id if principal else cli_actor()
-    async with WorkspaceDirectory(settings) as workspaces:
+    async with WorkspaceDirectory(settings, actor=actor) as workspaces:
         policy = workspaces.policy(workspace_id)
         if policy is None:
             raise ControlError(f"workspace {workspace_id!r} does not exist")

@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from callvault.audit import AuditLog, audit_event
 from callvault.cli.asyncrun import run
 from callvault.cli.auth import acting, actor_id, authorize, operator_only
 from callvault.cli.main import get_settings
@@ -71,14 +70,10 @@ def create(
     settings = get_settings(ctx)
 
     async def go() -> WorkspacePolicy:
-        async with WorkspaceDirectory(settings) as d:
-            policy = await d.create(
+        async with WorkspaceDirectory(settings) as d:  # audited workspace.create
+            return await d.create(
                 workspace_id, name=name, region=region, retention_days=retention_days
             )
-            await _audit(d, "workspace.create", actor_id(None), policy, {
-                "region": policy.region, "retention_days": policy.retention_days,
-            })  # fmt: skip
-            return policy
 
     _show([run(go())], as_json)
 
@@ -147,20 +142,14 @@ def set_(
 
     async def go() -> WorkspacePolicy:
         principal = await authorize(settings, workspace_id, permission, action="workspace.update")
-        async with WorkspaceDirectory(settings) as d:
+        async with WorkspaceDirectory(settings, actor=actor_id(principal)) as d:
             current = d.get(workspace_id)
             if overrides:
                 changes["agent_recording"] = {**current.agent_recording, **overrides}
             if suppress or unsuppress:
                 rules = [r for r in current.suppression_rules if r not in unsuppress]
                 changes["suppression_rules"] = rules + [r for r in suppress if r not in rules]
-            policy = await d.update(workspace_id, **changes)
-            await _audit(d, "workspace.update", actor_id(principal), policy, {
-                k: ",".join(f"{a}={'on' if b else 'off'}" for a, b in sorted(v.items()))
-                if isinstance(v, dict) else ";".join(v) if isinstance(v, list) else v
-                for k, v in changes.items()
-            })  # fmt: skip
-            return policy
+            return await d.update(workspace_id, **changes)  # audited workspace.update
 
     _show([run(go())], as_json)
 
@@ -199,14 +188,3 @@ def list_(ctx: click.Context, as_json: bool) -> None:
                     if principal is None or p.workspace_id in principal.memberships]  # fmt: skip
 
     _show(run(go()), as_json)
-
-
-async def _audit(
-    d: WorkspaceDirectory, action: str, actor: str, policy: WorkspacePolicy,
-    details: dict[str, Any],
-) -> None:  # fmt: skip
-    await AuditLog(d.settings, d.producer).record(audit_event(
-        action, actor_kind="USER", actor_id=actor, workspace_id=policy.workspace_id,
-        region=policy.region, target=f"workspace:{policy.workspace_id}",
-        details={**details, "version": policy.version},
-    ))  # fmt: skip

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from callvault.audit import AuditLog, audit_event, cli_actor
 from callvault.control.directory import ControlDirectory
 from callvault.control.suppression import matching_rule, validate_rule
 from callvault.control.view import CompactedView
@@ -97,6 +98,15 @@ class WorkspacePolicy:
         )
 
 
+def _detail(value: Any) -> Any:
+    """A policy change as an audit detail: overrides as "agent=on|off", lists joined."""
+    if isinstance(value, dict):
+        return ",".join(f"{k}={'on' if v else 'off'}" for k, v in sorted(value.items()))
+    if isinstance(value, list):
+        return ";".join(value)
+    return value
+
+
 def workspace_view(
     settings: Settings, on_change: Callable[[str, WorkspacePolicy | None], None] | None = None
 ) -> CompactedView[WorkspacePolicy]:
@@ -119,8 +129,9 @@ class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
 
     schema = "WorkspacePolicy"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, actor: str | None = None) -> None:
         super().__init__(settings, workspace_view(settings))
+        self._actor = actor or cli_actor()
 
     def list(self) -> list[WorkspacePolicy]:
         return sorted(
@@ -177,7 +188,12 @@ class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
             retention_days=retention_days or self._settings.default_retention_days,
             version=(current.version + 1) if current else 1,
         )
-        return await self._write(policy)
+        await self._write(policy)
+        await self._audit(
+            "workspace.create", policy,
+            {"region": policy.region, "retention_days": policy.retention_days},
+        )  # fmt: skip
+        return policy
 
     async def update(self, workspace_id: str, **changes: Any) -> WorkspacePolicy:
         current = self.get(workspace_id)
@@ -190,7 +206,17 @@ class WorkspaceDirectory(ControlDirectory[WorkspacePolicy]):
         policy = replace(
             current, **changes, version=current.version + 1, updated_at=datetime.now(UTC)
         )
-        return await self._write(policy)
+        await self._write(policy)
+        await self._audit("workspace.update", policy, {k: _detail(v) for k, v in changes.items()})
+        return policy
+
+    async def _audit(self, action: str, policy: WorkspacePolicy, details: dict[str, Any]) -> None:
+        """Every change is an audit event, written here so no caller can skip it."""
+        await AuditLog(self._settings, self.producer).record(audit_event(
+            action, actor_kind="USER", actor_id=self._actor, workspace_id=policy.workspace_id,
+            region=policy.region, target=f"workspace:{policy.workspace_id}",
+            details={**details, "version": policy.version},
+        ))  # fmt: skip
 
     async def _write(self, policy: WorkspacePolicy) -> WorkspacePolicy:
         policy.validate(self._settings)

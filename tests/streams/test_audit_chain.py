@@ -17,11 +17,11 @@ from callvault.audit import audit_event, encode_audit
 from callvault.cli.main import main
 from callvault.kafka_client import kafka_options
 from callvault.settings import Settings, settings_env
-from callvault.topics import Topics
+from callvault.topics import Topics, ensure_topics
 from callvault.worker_process import wait_caught_up
 from schemas.codec import get_codec
 from tests.kafka_read import read_all
-from tests.streams.conftest import group_of
+from tests.streams.conftest import group_of, isolated_settings
 
 pytestmark = pytest.mark.integration
 
@@ -98,9 +98,11 @@ async def _rewind(settings: Settings, group: str, topic: str) -> None:
 
 
 async def test_chain_verify_export_forgery_and_replay(
-    slice_settings: Settings, worker_factory: Any, tmp_path: Path, monkeypatch, capsys
+    stack_settings: Settings, worker_factory: Any, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    settings = slice_settings
+    # no workspaces: creating one is itself an audit event, and this test counts every entry
+    settings = isolated_settings(stack_settings, tmp_path)
+    await ensure_topics(settings)
     topics = Topics(settings)
     events = _events("eu", 3) + _events("na", 2) + _events(None, 2)
     await _produce(settings, topics.audit_events, [encode_audit(e) for e in events])

@@ -373,7 +373,7 @@ async def test_admin_operations_are_audited_without_key_material(
         ws = await admin.shred_workspace("acme")
         assert rotation.new_key_id in ws.destroyed_key_ids
 
-    events = await audit_events(settings)
+    events = [e for e in await audit_events(settings) if e["action"].startswith("key.")]
     actions = [e["action"] for e in events]
     assert actions == [
         "key.workspace.rotate",
