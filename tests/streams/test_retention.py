@@ -57,7 +57,7 @@ def test_expiry_is_judged_by_the_current_policy_and_region():
 
 async def _rows(settings, call_id: str, table: str = "calls") -> int:
     res = await asyncio.to_thread(
-        query, settings, f"SELECT count() FROM callvault.{table} WHERE call_id = '{call_id}'"
+        query, settings, f"SELECT count() FROM callvault.{table} FINAL WHERE call_id = '{call_id}'"
     )
     return int(res.rows[0][0])
 

@@ -72,7 +72,7 @@ async def _feed(settings) -> dict[str, Any]:
 
 
 def _count(settings, table: str, where: str) -> int:
-    sql = f"SELECT count() FROM callvault.{table} WHERE {where}"
+    sql = f"SELECT count() FROM callvault.{table} FINAL WHERE {where}"  # one row per version key
     return int(query(settings, sql).rows[0][0])
 
 
