@@ -74,9 +74,9 @@ async def test_a_scoped_session_never_reads_another_workspace(slice_settings, wo
         flat = " ".join(str(v) for row in res.rows for v in row)
         assert "initech" not in flat, f"leak through: {sql}"
     assert answered >= 8  # the plain and crafted selects ran, filtered; they were not all refused
-    scoped = await _q(slice_settings, "SELECT count() FROM callvault.calls", "acme")
+    scoped = await _q(slice_settings, "SELECT count() FROM callvault.calls FINAL", "acme")
     assert scoped.rows == [[3]]
-    other = await _q(slice_settings, "SELECT count() FROM callvault.calls", "initech")
+    other = await _q(slice_settings, "SELECT count() FROM callvault.calls FINAL", "initech")
     assert other.rows == [[3]]
     with pytest.raises(AnalyticsQueryError):
         await _q(slice_settings, "SELECT 1", "not a workspace'; --")
