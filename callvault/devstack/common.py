@@ -161,6 +161,8 @@ def raise_if_exited(proc: ManagedProcess, name: str) -> None:
     if proc.is_running():
         return
     status = proc.exit_status()
+    if status is None and proc.started_here_and_alive():
+        return  # not recognisable for a moment (re-exec), but alive: keep waiting
     how = f" with status {status}" if status is not None else ""
     raise DevStackError(
         f"{name} exited{how} before answering; last lines of {proc.log_file}:\n" + proc.log_tail(30)

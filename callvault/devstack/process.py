@@ -162,6 +162,13 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             return None
 
+    def started_here_and_alive(self) -> bool:
+        """This interpreter started the process and it has not exited (whatever /proc shows
+        for a moment: the JVM launcher, for one, re-executes itself after start)."""
+        record = self._record() or {}
+        child = _CHILDREN.get(record.get("pid", -1))
+        return child is not None and child.poll() is None
+
     def log_tail(self, n: int = 30) -> str:
         """The last ``n`` lines of the log ('' if there is none)."""
         try:
