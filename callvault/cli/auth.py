@@ -97,6 +97,17 @@ def actor_id(principal: Principal | None) -> str:
     return principal.user_id if principal is not None else cli_actor()
 
 
+async def require_member(settings: Settings, workspace_id: str) -> Principal | None:
+    """For reads any member may do (a policy, the extensions): a token holder must belong to
+    the workspace; None for the local operator."""
+    principal = await acting(settings)
+    if principal is not None and principal.role_in(workspace_id) is None:
+        raise PermissionDenied(
+            f"user {principal.user_id!r} is not a member of workspace {workspace_id!r}"
+        )
+    return principal
+
+
 def operator_only(ctx: click.Context, command: str) -> None:
     """Platform commands (creating workspaces, master keys) belong to the deployment's
     operator, who acts without a token: every token holder is a user of some workspaces, and

@@ -15,12 +15,11 @@ from collections.abc import Awaitable, Callable
 import click
 
 from callvault.cli.asyncrun import run
-from callvault.cli.auth import acting, actor_id, authorize
+from callvault.cli.auth import actor_id, authorize, require_member
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, emit_table, json_option
 from callvault.control.extensions import Extension, ExtensionDirectory
 from callvault.control.rbac import Permission
-from callvault.errors import PermissionDenied
 from callvault.settings import Settings
 
 _workspace_option = click.option(
@@ -143,11 +142,7 @@ def list_(ctx: click.Context, workspace_id: str, as_json: bool) -> None:
     settings = get_settings(ctx)
 
     async def go() -> list[Extension]:
-        principal = await acting(settings)
-        if principal is not None and principal.role_in(workspace_id) is None:
-            raise PermissionDenied(
-                f"user {principal.user_id!r} is not a member of workspace {workspace_id!r}"
-            )
+        await require_member(settings, workspace_id)
         async with ExtensionDirectory(settings) as d:
             return d.list(workspace_id)
 

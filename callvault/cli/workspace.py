@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from callvault.cli.asyncrun import run
-from callvault.cli.auth import acting, actor_id, authorize, operator_only
+from callvault.cli.auth import acting, actor_id, authorize, operator_only, require_member
 from callvault.cli.main import get_settings
 from callvault.cli.output import emit_json, emit_table, json_option
 from callvault.control.rbac import Permission
@@ -22,7 +22,6 @@ from callvault.control.workspaces import (
     WorkspaceDirectory,
     WorkspacePolicy,
 )
-from callvault.errors import PermissionDenied
 
 _COLUMNS = ("workspace", "name", "region", "retention_days", "recording_default", "version")
 
@@ -163,11 +162,7 @@ def get(ctx: click.Context, workspace_id: str, as_json: bool) -> None:
     settings = get_settings(ctx)
 
     async def go() -> WorkspacePolicy:
-        principal = await acting(settings)
-        if principal is not None and principal.role_in(workspace_id) is None:
-            raise PermissionDenied(
-                f"user {principal.user_id!r} is not a member of workspace {workspace_id!r}"
-            )
+        await require_member(settings, workspace_id)
         async with WorkspaceDirectory(settings) as d:
             return d.get(workspace_id)
 
